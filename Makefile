@@ -1,0 +1,120 @@
+# pi: one build for libpi.a, the tools, the tests, the benchmarks and the
+# fuzzers.  `make help` lists the targets.  CUDA kernels are compiled and
+# linked when nvcc is found; `make CUDA=0` builds for the CPU only.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CUDA_HOME ?= /usr/local/cuda
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+CUDA    ?= $(if $(NVCC),1,0)
+CUDA_ARCH ?= sm_90
+
+# -ffp-contract=off: the scalar kernels must round exactly like the reference
+# (no fused multiply-add behind our back); SIMD files use FMA explicitly.
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -ffp-contract=off -pthread $(WARN) -Ilibpi
+LDLIBS  := -lzstd -lyaml -lm -pthread
+SIMD_AVX2 := -mavx2 -mfma -mf16c
+
+LIB_SRC   := $(sort $(wildcard libpi/*.c))
+TOOL_SRC  := $(sort $(wildcard tools/pi-*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TESTHELP_SRC := $(sort $(wildcard tests/tool_*.c))
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+CU_SRC    := $(sort $(wildcard kernels/*.cu))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+  LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
+  CFLAGS  += -DPI_CUDA=1
+  LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+endif
+LIB       := $(BUILD)/libpi.a
+TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%)
+TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTHELPS := $(TESTHELP_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all help test check sanitize fuzz fuzz-run bench install clean model
+all: $(LIB) $(TOOLS)
+
+help:
+	@echo "make            build libpi.a and the tools into $(BUILD)/ (CUDA=$(CUDA))"
+	@echo "make test       build and run every test (unit, tool, Python reference)"
+	@echo "make sanitize   run the unit tests under ASan/UBSan"
+	@echo "make fuzz       build the libFuzzer targets; make fuzz-run FUZZ_SECONDS=600"
+	@echo "make bench      micro-benchmarks (not tests)"
+	@echo "make install PREFIX=/usr/local"
+
+$(BUILD)/libpi/%_avx2.o: libpi/%_avx2.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SIMD_AVX2) -MMD -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) -O2 -arch=$(CUDA_ARCH) -Ilibpi -Xcompiler -Wall,-Werror -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/%: $(BUILD)/tools/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -lcmocka -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Tests: every tests/test_*.c is a cmocka program; tests/*.py and
+# tests/*.sh are reference and tool tests.  scripts/run-tests prints the
+# closing "N passed, N failed" line.
+test: all $(TESTS) $(TESTHELPS)
+	@BUILD=$(BUILD) scripts/run-tests $(TESTS)
+
+check: test
+
+# Sanitizer build: separate tree, same tests.
+sanitize:
+	$(MAKE) BUILD=build-san CUDA=0 CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  test
+
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZERS  := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_SECONDS ?= 60
+fuzz: $(FUZZERS)
+build-fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard libpi/*.h)
+	@mkdir -p $(@D)
+	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all $< $(filter-out %_avx2.c,$(LIB_SRC)) libpi/*_avx2.c $(SIMD_AVX2) \
+	  -lzstd -lyaml -lm -pthread -o $@
+fuzz-run: fuzz
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-$$n fuzz/seeds/$$n || exit 1; done
+
+bench: all $(BENCHES)
+	@for b in $(BENCHES); do $$b || exit 1; done
+
+model:
+	scripts/get-model smollm2-135m
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/)
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
