@@ -14,7 +14,7 @@ CUDA_ARCH ?= sm_90
 # (no fused multiply-add behind our back); SIMD files use FMA explicitly.
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -ffp-contract=off -pthread $(WARN) -Ilibpi
+override CFLAGS += -std=c11 -D_GNU_SOURCE -ffp-contract=off -pthread $(WARN) -Ilibpi
 LDLIBS  := -lzstd -lyaml -lm -pthread
 SIMD_AVX2 := -mavx2 -mfma -mf16c
 
@@ -28,7 +28,7 @@ CU_SRC    := $(sort $(wildcard kernels/*.cu))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 ifeq ($(CUDA),1)
   LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
-  CFLAGS  += -DPI_CUDA=1
+  override CFLAGS += -DPI_CUDA=1
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 endif
 LIB       := $(BUILD)/libpi.a
@@ -37,6 +37,7 @@ TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTHELPS := $(TESTHELP_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+.SECONDARY:
 .PHONY: all help test check sanitize fuzz fuzz-run bench install clean model
 all: $(LIB) $(TOOLS)
 

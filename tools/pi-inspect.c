@@ -1,0 +1,280 @@
+/*
+ * pi-inspect: print what is in a GGUF file (header, metadata, tensor table),
+ * as text for people or as JSON for scripts.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "json.h"
+#include "quant.h"
+
+static const char *prog = "pi-inspect";
+
+typedef struct opts {
+    bool json, meta, tensors;
+    uint64_t max_array; /* 0: every element */
+    const char *key;
+    const char *path;
+} opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: %s [OPTION]... [FILE]\n"
+            "Print the header, metadata and tensor table of a GGUF file.\n"
+            "With no FILE, or when FILE is -, read standard input.\n"
+            "\n"
+            "  -j, --json            print one JSON object instead of text\n"
+            "  -k, --key KEY         print only the value of metadata key KEY\n"
+            "  -a, --max-array N     show at most N elements of each array (default 8;\n"
+            "                        0 shows all)\n"
+            "      --full            same as --max-array 0\n"
+            "      --no-meta         leave out the metadata\n"
+            "      --no-tensors      leave out the tensor table\n"
+            "  -h, --help            show this help and exit\n"
+            "\n"
+            "Exit status: 0 on success, 1 if the file cannot be read or is not valid\n"
+            "GGUF (one line on stderr names the file and the problem), 2 on a usage\n"
+            "error.  See pi-inspect(1).\n",
+            prog);
+}
+
+static void print_str(FILE *f, pi_gguf_str s, bool json)
+{
+    if (json) {
+        pi_json_write_str(f, s.ptr, s.len);
+        return;
+    }
+    /* Text mode shows control bytes escaped so one value stays on one line. */
+    fputc('"', f);
+    for (uint64_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void print_value(FILE *f, const pi_gguf_value *v, const opts *o);
+
+static void print_array(FILE *f, const pi_gguf_arr *a, const opts *o)
+{
+    uint64_t shown = o->max_array && a->n > o->max_array ? o->max_array : a->n;
+    fputc('[', f);
+    for (uint64_t i = 0; i < shown; i++) {
+        pi_gguf_value e = pi_gguf_arr_at(a, i);
+        fputs(i ? ", " : "", f);
+        print_value(f, &e, o);
+    }
+    if (shown < a->n && !o->json)
+        fprintf(f, ", ... (%" PRIu64 " more)", a->n - shown);
+    fputc(']', f);
+}
+
+static void print_value(FILE *f, const pi_gguf_value *v, const opts *o)
+{
+    switch (v->type) {
+    case PI_GGUF_STR: print_str(f, v->v.str, o->json); break;
+    case PI_GGUF_ARR: print_array(f, &v->v.arr, o); break;
+    case PI_GGUF_BOOL: fputs(v->v.b ? "true" : "false", f); break;
+    case PI_GGUF_F32: case PI_GGUF_F64: pi_json_write_num(f, v->v.f64); break;
+    case PI_GGUF_I8: case PI_GGUF_I16: case PI_GGUF_I32: case PI_GGUF_I64:
+        fprintf(f, "%" PRId64, v->v.i64);
+        break;
+    default: fprintf(f, "%" PRIu64, v->v.u64); break;
+    }
+}
+
+static void type_label(char *buf, size_t n, const pi_gguf_value *v)
+{
+    if (v->type == PI_GGUF_ARR)
+        snprintf(buf, n, "arr[%s,%" PRIu64 "]", pi_gguf_type_name(v->v.arr.type), v->v.arr.n);
+    else
+        snprintf(buf, n, "%s", pi_gguf_type_name(v->type));
+}
+
+static void shape(char *buf, size_t n, const pi_gguf_tensor *t)
+{
+    int k = 0;
+    for (uint32_t d = 0; d < t->n_dims && k >= 0 && (size_t)k < n; d++)
+        k += snprintf(buf + k, n - (size_t)k, d ? " x %" PRId64 : "%" PRId64, t->ne[d]);
+}
+
+static void print_text(const pi_gguf *g, const opts *o)
+{
+    printf("file:         %s\n", pi_gguf_path(g));
+    printf("version:      %u\n", pi_gguf_version(g));
+    printf("size:         %" PRIu64 " bytes\n", pi_gguf_file_size(g));
+    printf("alignment:    %u\n", pi_gguf_alignment(g));
+    printf("data offset:  %" PRIu64 "\n", pi_gguf_data_offset(g));
+    printf("fingerprint:  %016" PRIx64 "\n", pi_gguf_fingerprint(g));
+    if (o->meta) {
+        printf("metadata:     %" PRId64 " keys\n", pi_gguf_n_kv(g));
+        for (int64_t i = 0; i < pi_gguf_n_kv(g); i++) {
+            const pi_gguf_kv *kv = pi_gguf_kv_at(g, i);
+            char label[64];
+            type_label(label, sizeof label, &kv->value);
+            printf("  %-44s %-18s ", kv->key, label);
+            print_value(stdout, &kv->value, o);
+            putchar('\n');
+        }
+    }
+    if (!o->tensors)
+        return;
+    printf("tensors:      %" PRId64 "\n", pi_gguf_n_tensors(g));
+    printf("  %5s  %-36s %-6s %-22s %12s %12s\n", "#", "name", "type", "shape", "offset",
+           "bytes");
+    uint64_t params = 0, bytes = 0;
+    for (int64_t i = 0; i < pi_gguf_n_tensors(g); i++) {
+        const pi_gguf_tensor *t = pi_gguf_tensor_at(g, i);
+        char sh[96];
+        shape(sh, sizeof sh, t);
+        printf("  %5" PRId64 "  %-36s %-6s %-22s %12" PRIu64 " %12" PRIu64 "\n", i, t->name,
+               pi_type_name(t->type), sh, t->offset, t->size);
+        params += (uint64_t)pi_gguf_tensor_nelements(t);
+        bytes += t->size;
+    }
+    printf("total:        %" PRIu64 " parameters, %" PRIu64 " bytes of tensor data\n", params,
+           bytes);
+}
+
+static void print_json(const pi_gguf *g, const opts *o)
+{
+    FILE *f = stdout;
+    fputs("{\"file\": ", f);
+    const char *p = pi_gguf_path(g);
+    pi_json_write_str(f, p, strlen(p));
+    fprintf(f, ", \"version\": %u, \"size\": %" PRIu64 ", \"alignment\": %u, "
+               "\"data_offset\": %" PRIu64 ", \"fingerprint\": \"%016" PRIx64 "\"",
+            pi_gguf_version(g), pi_gguf_file_size(g), pi_gguf_alignment(g),
+            pi_gguf_data_offset(g), pi_gguf_fingerprint(g));
+    if (o->meta) {
+        fputs(",\n \"metadata\": [", f);
+        for (int64_t i = 0; i < pi_gguf_n_kv(g); i++) {
+            const pi_gguf_kv *kv = pi_gguf_kv_at(g, i);
+            fputs(i ? ",\n  {\"key\": " : "\n  {\"key\": ", f);
+            pi_json_write_str(f, kv->key, strlen(kv->key));
+            fprintf(f, ", \"type\": \"%s\"", pi_gguf_type_name(kv->value.type));
+            if (kv->value.type == PI_GGUF_ARR)
+                fprintf(f, ", \"elem_type\": \"%s\", \"length\": %" PRIu64 ", \"truncated\": %s",
+                        pi_gguf_type_name(kv->value.v.arr.type), kv->value.v.arr.n,
+                        o->max_array && kv->value.v.arr.n > o->max_array ? "true" : "false");
+            fputs(", \"value\": ", f);
+            print_value(f, &kv->value, o);
+            fputc('}', f);
+        }
+        fputs("]", f);
+    }
+    if (o->tensors) {
+        fputs(",\n \"tensors\": [", f);
+        for (int64_t i = 0; i < pi_gguf_n_tensors(g); i++) {
+            const pi_gguf_tensor *t = pi_gguf_tensor_at(g, i);
+            fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", f);
+            pi_json_write_str(f, t->name, strlen(t->name));
+            fprintf(f, ", \"type\": \"%s\", \"shape\": [", pi_type_name(t->type));
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                fprintf(f, d ? ", %" PRId64 : "%" PRId64, t->ne[d]);
+            fprintf(f, "], \"offset\": %" PRIu64 ", \"size\": %" PRIu64 "}", t->offset, t->size);
+        }
+        fputs("]", f);
+    }
+    fputs("}\n", f);
+}
+
+/* --key: the bare value, one line; strings unquoted so `$(pi-inspect -k ...)`
+ * gives what a script wants. */
+static int print_key(const pi_gguf *g, const opts *o)
+{
+    const pi_gguf_value *v = pi_gguf_get(g, o->key);
+    if (!v) {
+        fprintf(stderr, "%s: %s: no metadata key '%s'\n", prog, pi_gguf_path(g), o->key);
+        return 1;
+    }
+    if (v->type == PI_GGUF_STR && !o->json)
+        fwrite(v->v.str.ptr, 1, v->v.str.len, stdout);
+    else
+        print_value(stdout, v, o);
+    putchar('\n');
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o)
+{
+    static const struct option longopts[] = {
+        { "json", no_argument, NULL, 'j' },       { "key", required_argument, NULL, 'k' },
+        { "max-array", required_argument, NULL, 'a' }, { "full", no_argument, NULL, 'F' },
+        { "no-meta", no_argument, NULL, 'M' },    { "no-tensors", no_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },       { 0, 0, 0, 0 },
+    };
+    *o = (opts){ .meta = true, .tensors = true, .max_array = 8, .path = "-" };
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "jk:a:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': o->json = true; break;
+        case 'k': o->key = optarg; break;
+        case 'a':
+            o->max_array = strtoull(optarg, &end, 10);
+            if (*end || !*optarg || *optarg == '-') {
+                fprintf(stderr, "%s: --max-array: '%s' is not a count\n", prog, optarg);
+                return 2;
+            }
+            break;
+        case 'F': o->max_array = 0; break;
+        case 'M': o->meta = false; break;
+        case 'T': o->tensors = false; break;
+        case 'h': usage(stdout); exit(0);
+        default: return 2;
+        }
+    }
+    if (optind + 1 < argc) {
+        fprintf(stderr, "%s: one FILE at most\n", prog);
+        return 2;
+    }
+    if (optind < argc)
+        o->path = argv[optind];
+    if (!strcmp(o->path, "-") && isatty(0)) {
+        fprintf(stderr, "%s: no FILE given and standard input is a terminal\n", prog);
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) {
+        fprintf(stderr, "Try '%s --help'.\n", prog);
+        return rc;
+    }
+    pi_err err;
+    pi_gguf *g = pi_gguf_open(o.path, &err);
+    if (!g) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 1;
+    }
+    if (o.key)
+        rc = print_key(g, &o);
+    else if (o.json)
+        print_json(g, &o);
+    else
+        print_text(g, &o);
+    pi_gguf_close(g);
+    if (fflush(stdout) || ferror(stdout)) {
+        fprintf(stderr, "%s: write error on standard output\n", prog);
+        return 1;
+    }
+    return rc;
+}
