@@ -94,15 +94,16 @@ FUZZERS  := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
 # The fuzzers need only the format modules; each lists what it links.
-FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c
+FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lm -pthread -o $@
+	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lyaml -lm -pthread -o $@
 # Seeds are written by the tests' own GGUF writer, not checked in.
 fuzz-run: fuzz $(BUILD)/tests/tool_gguf
 	@mkdir -p build-fuzz/seeds/fuzz_gguf
 	$(BUILD)/tests/tool_gguf write build-fuzz/seeds/fuzz_gguf/pi.gguf
+	@mkdir -p build-fuzz/seeds/fuzz_config && cp examples/*.yaml build-fuzz/seeds/fuzz_config/
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 	    build-fuzz/corpus-$$n build-fuzz/seeds/$$n || exit 1; done

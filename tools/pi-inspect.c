@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "gguf.h"
 #include "json.h"
 #include "quant.h"
@@ -36,6 +37,8 @@ static void usage(FILE *f)
             "      --full            same as --max-array 0\n"
             "      --no-meta         leave out the metadata\n"
             "      --no-tensors      leave out the tensor table\n"
+            "      --config FILE     read options from a YAML file (flags given here\n"
+            "                        override it)\n"
             "  -h, --help            show this help and exit\n"
             "\n"
             "Exit status: 0 on success, 1 if the file cannot be read or is not valid\n"
@@ -254,15 +257,22 @@ static int parse_args(int argc, char **argv, opts *o)
 int main(int argc, char **argv)
 {
     opts o;
-    int rc = parse_args(argc, argv, &o);
+    pi_err err;
+    pi_args args;
+    if (pi_args_expand(argc, argv, &args, &err)) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, err.msg, prog);
+        return 2;
+    }
+    int rc = parse_args(args.argc, args.argv, &o);
     if (rc) {
         fprintf(stderr, "Try '%s --help'.\n", prog);
+        pi_args_free(&args);
         return rc;
     }
-    pi_err err;
     pi_gguf *g = pi_gguf_open(o.path, &err);
     if (!g) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
+        pi_args_free(&args);
         return 1;
     }
     if (o.key)
@@ -272,6 +282,7 @@ int main(int argc, char **argv)
     else
         print_text(g, &o);
     pi_gguf_close(g);
+    pi_args_free(&args);
     if (fflush(stdout) || ferror(stdout)) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return 1;
