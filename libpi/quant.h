@@ -105,7 +105,8 @@ typedef struct {
     int8_t scales[PI_QK_K / 16];
     pi_f16 d;
 } pi_block_q6_K;
-/* Activation-only: bsums are sums of each 16 qs, for the K-quant minimums. */
+/* Activation-only: bsums are sums of each 16 qs, for the K-quant minimums.
+ * pi_quantize_row() keeps qs in [-127, 127]. */
 typedef struct {
     float d;
     int8_t qs[PI_QK_K];
@@ -137,7 +138,8 @@ pi_f16 pi_f32_to_f16(float f);   /* round to nearest even */
 float pi_bf16_to_f32(pi_bf16 h);
 pi_bf16 pi_f32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
 
-/* Return 0, or -1 if the type has no such operation. */
+/* Return 0, or -1 if the type has no such operation or n is not a whole
+ * number of blocks. */
 int pi_dequantize_row(pi_type type, const void *src, float *dst, int64_t n);
 int pi_quantize_row(pi_type type, const float *src, void *dst, int64_t n);
 
