@@ -1,0 +1,29 @@
+/*
+ * ffn: the feed-forward block of one layer, out = down(silu(gate x) * up x).
+ *
+ * This is the one function sparse inference replaces: everything that
+ * decides which neurons to compute plugs in here, and the rest of the
+ * forward pass does not change.
+ */
+#ifndef PI_FFN_H
+#define PI_FFN_H
+
+#include "matmul.h"
+#include "model.h"
+#include "threadpool.h"
+
+/* Scratch the FFN may use, sized for the context's batch. */
+typedef struct pi_ffn_scratch {
+    float *gate; /* n_batch * n_ff */
+    float *up;   /* n_batch * n_ff */
+    void *acts;  /* quantised activations: n_batch rows of max(n_embd, n_ff) */
+} pi_ffn_scratch;
+
+/* x: n rows of n_embd (already normalised); out: n rows of n_embd. */
+void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, int n,
+                  const pi_ffn_scratch *s);
+
+/* SiLU(g) * u, elementwise, in place in g. */
+void pi_swiglu(float *g, const float *u, int64_t n);
+
+#endif

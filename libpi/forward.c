@@ -1,0 +1,304 @@
+/*
+ * forward: the CPU forward pass (see forward.h).
+ *
+ * Per layer, for a batch of n tokens:
+ *   xn = rmsnorm(x) * attn_norm
+ *   q, k, v = xn Wq (+bq), xn Wk (+bk), xn Wv (+bv)    [qwen3: rmsnorm per head]
+ *   rope(q, k); append k, v to the cache
+ *   x += Wo . softmax(q k^T / sqrt(head_dim), causal) v
+ *   x += ffn(rmsnorm(x) * ffn_norm)
+ * then logits = Wout . (rmsnorm(x) * output_norm) for the rows asked for.
+ * The KV cache is float32, [layer][position][kv_dim].
+ */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ffn.h"
+#include "matmul.h"
+#include "threadpool.h"
+
+struct pi_ctx {
+    const pi_model *m;
+    int n_ctx, n_batch, n_past;
+    pi_pool *pool;
+    float *k_cache, *v_cache;
+    float *rope_freq;             /* n_rot / 2 inverse frequencies */
+    float *x, *xn, *q, *k, *v, *attn; /* n_batch rows each */
+    float *att;                   /* n_threads * n_ctx scores */
+    float *logits_tmp;            /* n_batch * n_vocab when all logits are asked */
+    pi_ffn_scratch ffn;
+    size_t bytes;
+};
+
+static void *alloc(pi_ctx *c, size_t n, size_t elem)
+{
+    c->bytes += n * elem;
+    return calloc(n ? n : 1, elem);
+}
+
+pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
+{
+    const pi_hparams *hp = &m->hp;
+    pi_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        pi_err_set(err, "out of memory");
+        return NULL;
+    }
+    c->m = m;
+    c->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    c->n_batch = p && p->n_batch > 0 ? p->n_batch : 64;
+    int nt = p && p->n_threads > 0 ? p->n_threads : 1;
+    if (!(c->pool = pi_pool_new(nt, err))) {
+        free(c);
+        return NULL;
+    }
+    size_t kv = (size_t)hp->n_head_kv * hp->head_dim, q = (size_t)hp->n_head * hp->head_dim;
+    size_t d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff, B = (size_t)c->n_batch;
+    size_t widest = ff > d ? ff : d;
+    widest = widest > q ? widest : q;
+    c->k_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
+    c->v_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
+    c->rope_freq = alloc(c, (size_t)hp->n_rot / 2, sizeof(float));
+    c->x = alloc(c, B * d, sizeof(float));
+    c->xn = alloc(c, B * d, sizeof(float));
+    c->q = alloc(c, B * q, sizeof(float));
+    c->k = alloc(c, B * kv, sizeof(float));
+    c->v = alloc(c, B * kv, sizeof(float));
+    c->attn = alloc(c, B * q, sizeof(float));
+    c->att = alloc(c, (size_t)nt * c->n_ctx, sizeof(float));
+    c->logits_tmp = NULL;
+    c->ffn.gate = alloc(c, B * ff, sizeof(float));
+    c->ffn.up = alloc(c, B * ff, sizeof(float));
+    /* Q8_K is the largest activation form per element (292 bytes / 256). */
+    c->ffn.acts = alloc(c, B * (widest / 32 + 1) * 40, 1);
+    if (!c->k_cache || !c->v_cache || !c->rope_freq || !c->x || !c->xn || !c->q || !c->k ||
+        !c->v || !c->attn || !c->att || !c->ffn.gate || !c->ffn.up || !c->ffn.acts) {
+        pi_ctx_free(c);
+        pi_err_set(err, "out of memory for a context of %d tokens", c->n_ctx);
+        return NULL;
+    }
+    for (int i = 0; i < hp->n_rot / 2; i++)
+        c->rope_freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->n_rot);
+    return c;
+}
+
+void pi_ctx_free(pi_ctx *c)
+{
+    if (!c)
+        return;
+    pi_pool_free(c->pool);
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->rope_freq);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->attn);
+    free(c->att);
+    free(c->ffn.gate);
+    free(c->ffn.up);
+    free(c->ffn.acts);
+    free(c);
+}
+
+const pi_model *pi_ctx_model(const pi_ctx *c) { return c->m; }
+int pi_ctx_n_ctx(const pi_ctx *c) { return c->n_ctx; }
+int pi_ctx_n_batch(const pi_ctx *c) { return c->n_batch; }
+int pi_ctx_n_past(const pi_ctx *c) { return c->n_past; }
+size_t pi_ctx_memory(const pi_ctx *c) { return c->bytes; }
+
+void pi_ctx_truncate(pi_ctx *c, int n_past)
+{
+    if (n_past >= 0 && n_past < c->n_past)
+        c->n_past = n_past;
+}
+
+/* out = x / rms(x) * w, for n rows of d. */
+static void rmsnorm(float *out, const float *x, const pi_weight *w, int n, int64_t d, float eps)
+{
+    const float *wf = w->data; /* norms are F32 (checked at load) */
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + t * d;
+        double ss = 0.0;
+        for (int64_t i = 0; i < d; i++)
+            ss += (double)xr[i] * xr[i];
+        float s = (float)(1.0 / sqrt(ss / (double)d + eps));
+        for (int64_t i = 0; i < d; i++)
+            out[t * d + i] = xr[i] * s * wf[i];
+    }
+}
+
+static void rope(float *v, int pos, const pi_ctx *c)
+{
+    const pi_hparams *hp = &c->m->hp;
+    int half = hp->n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float th = (float)pos * c->rope_freq[i];
+        float cs = cosf(th), sn = sinf(th);
+        int a = hp->rope_type == PI_ROPE_NEOX ? i : 2 * i;
+        int b = hp->rope_type == PI_ROPE_NEOX ? i + half : 2 * i + 1;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs - x1 * sn;
+        v[b] = x0 * sn + x1 * cs;
+    }
+}
+
+static void add_bias(float *y, const pi_weight *b, int n, int64_t dim)
+{
+    if (!b->data)
+        return;
+    const float *bf = b->data;
+    for (int t = 0; t < n; t++)
+        for (int64_t i = 0; i < dim; i++)
+            y[t * dim + i] += bf[i];
+}
+
+/* q, k, v for the batch, normalised (qwen3), rotated, and k, v cached. */
+static void qkv(pi_ctx *c, const pi_layer *l, int il, int n)
+{
+    const pi_hparams *hp = &c->m->hp;
+    int hd = hp->head_dim;
+    int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
+    pi_acts a = pi_acts_quantize(c->pool, l->wq.type, c->xn, n, hp->n_embd, c->ffn.acts);
+    pi_matmul(c->pool, &l->wq, &a, c->q, qd);
+    if (l->wk.type != a.type || pi_type_get_traits(l->wk.type)->vec_dot_type != a.type)
+        a = pi_acts_quantize(c->pool, l->wk.type, c->xn, n, hp->n_embd, c->ffn.acts);
+    pi_matmul(c->pool, &l->wk, &a, c->k, kvd);
+    if (pi_type_get_traits(l->wv.type)->vec_dot_type != a.type)
+        a = pi_acts_quantize(c->pool, l->wv.type, c->xn, n, hp->n_embd, c->ffn.acts);
+    pi_matmul(c->pool, &l->wv, &a, c->v, kvd);
+    add_bias(c->q, &l->bq, n, qd);
+    add_bias(c->k, &l->bk, n, kvd);
+    add_bias(c->v, &l->bv, n, kvd);
+    for (int t = 0; t < n; t++) {
+        int pos = c->n_past + t;
+        for (int h = 0; h < hp->n_head; h++) {
+            float *qh = c->q + t * qd + h * hd;
+            if (l->q_norm.data)
+                rmsnorm(qh, qh, &l->q_norm, 1, hd, hp->rms_eps);
+            rope(qh, pos, c);
+        }
+        for (int h = 0; h < hp->n_head_kv; h++) {
+            float *kh = c->k + t * kvd + h * hd;
+            if (l->k_norm.data)
+                rmsnorm(kh, kh, &l->k_norm, 1, hd, hp->rms_eps);
+            rope(kh, pos, c);
+        }
+        size_t at = ((size_t)il * c->n_ctx + pos) * kvd;
+        memcpy(c->k_cache + at, c->k + t * kvd, kvd * sizeof(float));
+        memcpy(c->v_cache + at, c->v + t * kvd, kvd * sizeof(float));
+    }
+}
+
+typedef struct attn_job {
+    pi_ctx *c;
+    int il, n;
+} attn_job;
+
+/* One (token, head) pair: causal softmax attention over the cache. */
+static void attend(pi_ctx *c, int il, int t, int h, float *att)
+{
+    const pi_hparams *hp = &c->m->hp;
+    int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv);
+    int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
+    const float *q = c->q + t * qd + h * hd;
+    const float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd + kvh * hd;
+    const float *vc = c->v_cache + (size_t)il * c->n_ctx * kvd + kvh * hd;
+    int len = c->n_past + t + 1;
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
+    for (int p = 0; p < len; p++) {
+        const float *k = kc + (size_t)p * kvd;
+        float s = 0.0f;
+        for (int i = 0; i < hd; i++)
+            s += q[i] * k[i];
+        att[p] = s * scale;
+        mx = att[p] > mx ? att[p] : mx;
+    }
+    float sum = 0.0f;
+    for (int p = 0; p < len; p++)
+        sum += att[p] = expf(att[p] - mx);
+    float *out = c->attn + t * qd + h * hd;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < len; p++) {
+        const float *v = vc + (size_t)p * kvd;
+        float w = att[p] / sum;
+        for (int i = 0; i < hd; i++)
+            out[i] += w * v[i];
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    attn_job *j = arg;
+    int nh = j->c->m->hp.n_head;
+    long lo, hi;
+    pi_pool_split((long)j->n * nh, 1, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        attend(j->c, j->il, (int)(i / nh), (int)(i % nh), j->c->att + (size_t)ith * j->c->n_ctx);
+}
+
+static void layer(pi_ctx *c, int il, int n)
+{
+    const pi_hparams *hp = &c->m->hp;
+    const pi_layer *l = &c->m->layers[il];
+    int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim;
+    rmsnorm(c->xn, c->x, &l->attn_norm, n, d, hp->rms_eps);
+    qkv(c, l, il, n);
+    attn_job j = { c, il, n };
+    pi_pool_run(c->pool, attn_worker, &j);
+    pi_acts a = pi_acts_quantize(c->pool, l->wo.type, c->attn, n, qd, c->ffn.acts);
+    pi_matmul(c->pool, &l->wo, &a, c->xn, d);
+    for (int64_t i = 0; i < n * d; i++)
+        c->x[i] += c->xn[i];
+    rmsnorm(c->xn, c->x, &l->ffn_norm, n, d, hp->rms_eps);
+    pi_ffn_dense(c->pool, l, c->xn, c->attn, n, &c->ffn); /* attn: free now, n x d */
+    for (int64_t i = 0; i < n * d; i++)
+        c->x[i] += c->attn[i];
+}
+
+static int batch(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool all, pi_err *err)
+{
+    const pi_model *m = c->m;
+    int64_t d = m->hp.n_embd, nv = m->hp.n_vocab;
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= nv)
+            return pi_err_set(err, "token id %d out of range (vocabulary of %lld)", tokens[t],
+                              (long long)nv);
+    for (int t = 0; t < n; t++)
+        pi_weight_row(&m->tok_embd, tokens[t], c->x + t * d);
+    for (int il = 0; il < m->hp.n_layer; il++)
+        layer(c, il, n);
+    c->n_past += n;
+    if (!logits)
+        return 0;
+    int first = all ? 0 : n - 1, rows = n - first;
+    rmsnorm(c->xn, c->x + first * d, &m->output_norm, rows, d, m->hp.rms_eps);
+    pi_acts a = pi_acts_quantize(c->pool, m->output.type, c->xn, rows, d, c->ffn.acts);
+    pi_matmul(c->pool, &m->output, &a, logits, nv);
+    return 0;
+}
+
+int pi_decode(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+              pi_err *err)
+{
+    if (n <= 0)
+        return pi_err_set(err, "no tokens to decode");
+    if (n > c->n_ctx - c->n_past)
+        return pi_err_set(err, "context full: %d tokens cached, %d more do not fit in %d",
+                          c->n_past, n, c->n_ctx);
+    int64_t nv = c->m->hp.n_vocab;
+    for (int done = 0; done < n;) {
+        int b = n - done < c->n_batch ? n - done : c->n_batch;
+        bool last = done + b == n;
+        float *out = all_logits ? logits + (size_t)done * nv : (last ? logits : NULL);
+        if (batch(c, tokens + done, b, logits ? out : NULL, all_logits, err))
+            return -1;
+        done += b;
+    }
+    return 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * forward: the transformer forward pass over a batch of tokens, with a KV
+ * cache, on the CPU.
+ *
+ * A pi_ctx is the per-run state of one sequence: the KV cache, the scratch
+ * buffers (all allocated once, before the first token), and the thread pool.
+ * The model is shared and read-only.  The FFN goes through ffn.h, the seam
+ * that sparse inference replaces.
+ */
+#ifndef PI_FORWARD_H
+#define PI_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "model.h"
+
+typedef struct pi_ctx_params {
+    int n_ctx;     /* KV cache length in tokens; 0: min(model's, 4096) */
+    int n_threads; /* 0: 1 */
+    int n_batch;   /* tokens per forward call at most; 0: 64 */
+} pi_ctx_params;
+
+typedef struct pi_ctx pi_ctx;
+
+pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err);
+void pi_ctx_free(pi_ctx *c);
+
+const pi_model *pi_ctx_model(const pi_ctx *c);
+int pi_ctx_n_ctx(const pi_ctx *c);
+int pi_ctx_n_batch(const pi_ctx *c);
+int pi_ctx_n_past(const pi_ctx *c);
+/* Forgets cached positions from n_past on (0 clears the cache). */
+void pi_ctx_truncate(pi_ctx *c, int n_past);
+/* Bytes the context allocated (KV cache and scratch). */
+size_t pi_ctx_memory(const pi_ctx *c);
+
+/* Runs tokens[0..n) at positions n_past.. and appends them to the cache;
+ * n may exceed n_batch (it is split).  logits: NULL, or room for n_vocab
+ * floats (the last token's) or, when all_logits, n * n_vocab (every
+ * token's).  -1 with err set on a bad token id or a full cache. */
+int pi_decode(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits,
+              pi_err *err);
+
+#endif

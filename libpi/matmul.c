@@ -1,0 +1,84 @@
+/*
+ * matmul: threaded weight x activations products (see matmul.h).
+ */
+#include "matmul.h"
+
+#include <string.h>
+
+size_t pi_acts_row_bytes(pi_type wtype, int64_t n)
+{
+    const pi_type_traits *tr = pi_type_get_traits(wtype);
+    return tr ? pi_row_size(tr->vec_dot_type, n) : 0;
+}
+
+typedef struct quant_job {
+    pi_type type;
+    const float *x;
+    int n;
+    int64_t ne;
+    uint8_t *buf;
+    size_t row_bytes;
+} quant_job;
+
+static void quant_rows(void *arg, int ith, int nth)
+{
+    const quant_job *j = arg;
+    long lo, hi;
+    pi_pool_split(j->n, 1, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++)
+        pi_quantize_row(j->type, j->x + t * j->ne, j->buf + (size_t)t * j->row_bytes, j->ne);
+}
+
+pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, int64_t ne,
+                         void *buf)
+{
+    pi_type vt = pi_type_get_traits(wtype)->vec_dot_type;
+    pi_acts a = { .type = vt, .n = n, .ne = ne, .row_bytes = pi_row_size(vt, ne) };
+    if (vt == PI_TYPE_F32) {
+        a.data = x;
+        return a;
+    }
+    quant_job j = { vt, x, n, ne, buf, a.row_bytes };
+    if (n > 1)
+        pi_pool_run(pool, quant_rows, &j);
+    else
+        quant_rows(&j, 0, 1);
+    a.data = buf;
+    return a;
+}
+
+typedef struct mm_job {
+    const pi_weight *w;
+    const pi_acts *a;
+    int64_t r0, r1;
+    float *y;
+    int64_t ldy;
+    pi_vec_dot_fn dot;
+} mm_job;
+
+/* Rows in bands of 16 so neighbouring workers do not share cache lines of y. */
+static void mm_rows(void *arg, int ith, int nth)
+{
+    const mm_job *j = arg;
+    long lo, hi;
+    pi_pool_split(j->r1 - j->r0, 16, ith, nth, &lo, &hi);
+    const uint8_t *w = j->w->data;
+    const uint8_t *a = j->a->data;
+    for (int64_t r = j->r0 + lo; r < j->r0 + hi; r++) {
+        const void *row = w + (size_t)r * j->w->row_bytes;
+        for (int t = 0; t < j->a->n; t++)
+            j->y[t * j->ldy + r] = j->dot(j->w->ne0, row, a + (size_t)t * j->a->row_bytes);
+    }
+}
+
+void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t r0, int64_t r1,
+                    float *y, int64_t ldy)
+{
+    mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type) };
+    pi_pool_run(pool, mm_rows, &j);
+}
+
+void pi_matmul(pi_pool *pool, const pi_weight *w, const pi_acts *a, float *y, int64_t ldy)
+{
+    pi_matmul_rows(pool, w, a, 0, w->ne1, y, ldy);
+}

@@ -1,0 +1,218 @@
+/*
+ * model: loading hyperparameters and weight views from a GGUF (see model.h).
+ * Tensor names and metadata keys are those of llama.cpp's converters.
+ */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    pi_arch arch;
+    pi_rope_type rope;
+} archs[] = {
+    { "llama", PI_ARCH_LLAMA, PI_ROPE_NORM },
+    { "qwen2", PI_ARCH_QWEN2, PI_ROPE_NEOX },
+    { "qwen3", PI_ARCH_QWEN3, PI_ROPE_NEOX },
+};
+
+const char *pi_arch_name(pi_arch a)
+{
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (archs[i].arch == a)
+            return archs[i].name;
+    return "?";
+}
+
+/* Reads "{arch}.{key}" as a positive int. */
+static int get_int(const pi_gguf *g, const char *arch, const char *key, int *out, bool required,
+                   pi_err *err)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    uint32_t v;
+    if (pi_gguf_get_u32(g, full, &v)) {
+        if (!required)
+            return 0;
+        if (pi_gguf_get(g, full))
+            return pi_err_set(err, "%s: metadata key '%s' is not a 32-bit count",
+                              pi_gguf_path(g), full);
+        return pi_err_set(err, "%s: missing metadata key '%s'", pi_gguf_path(g), full);
+    }
+    if (v == 0 || v > (1u << 24))
+        return pi_err_set(err, "%s: metadata key '%s' = %u is out of range", pi_gguf_path(g),
+                          full, v);
+    *out = (int)v;
+    return 0;
+}
+
+static float get_float(const pi_gguf *g, const char *arch, const char *key, float dflt)
+{
+    char full[128];
+    float v;
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return pi_gguf_get_f32(g, full, &v) ? dflt : v;
+}
+
+static int load_hparams(const pi_gguf *g, pi_hparams *hp, pi_err *err)
+{
+    char arch[32];
+    const char *path = pi_gguf_path(g);
+    if (pi_gguf_get_cstr(g, "general.architecture", arch, sizeof arch))
+        return pi_err_set(err, "%s: no general.architecture: not a model file", path);
+    size_t i = 0;
+    while (i < sizeof archs / sizeof archs[0] && strcmp(archs[i].name, arch))
+        i++;
+    if (i == sizeof archs / sizeof archs[0])
+        return pi_err_set(err, "%s: unsupported architecture '%s' (pi runs llama, qwen2, "
+                          "qwen3)", path, arch);
+    *hp = (pi_hparams){ .arch = archs[i].arch, .rope_type = archs[i].rope };
+    if (get_int(g, arch, "block_count", &hp->n_layer, true, err) ||
+        get_int(g, arch, "embedding_length", &hp->n_embd, true, err) ||
+        get_int(g, arch, "feed_forward_length", &hp->n_ff, true, err) ||
+        get_int(g, arch, "attention.head_count", &hp->n_head, true, err))
+        return -1;
+    hp->n_head_kv = hp->n_head;
+    hp->head_dim = hp->n_embd / hp->n_head;
+    hp->n_ctx_train = 4096;
+    if (get_int(g, arch, "attention.head_count_kv", &hp->n_head_kv, false, err) ||
+        get_int(g, arch, "attention.key_length", &hp->head_dim, false, err) ||
+        get_int(g, arch, "context_length", &hp->n_ctx_train, false, err))
+        return -1;
+    hp->n_rot = hp->head_dim;
+    if (get_int(g, arch, "rope.dimension_count", &hp->n_rot, false, err))
+        return -1;
+    if (hp->n_head % hp->n_head_kv || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return pi_err_set(err, "%s: inconsistent attention shape (%d heads, %d kv heads, "
+                          "head size %d, %d rotated)", path, hp->n_head, hp->n_head_kv,
+                          hp->head_dim, hp->n_rot);
+    hp->rope_base = get_float(g, arch, "rope.freq_base", 10000.0f);
+    hp->rms_eps = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f);
+    return 0;
+}
+
+/* Finds a tensor and checks its shape; a missing optional one stays empty. */
+static int bind(const pi_gguf *g, pi_weight *w, const char *name, int64_t ne0, int64_t ne1,
+                bool required, pi_err *err)
+{
+    const pi_gguf_tensor *t = pi_gguf_find_tensor(g, name);
+    *w = (pi_weight){ 0 };
+    if (!t)
+        return required ? pi_err_set(err, "%s: missing tensor '%s'", pi_gguf_path(g), name)
+                        : 0;
+    int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+    if (t->ne[0] != ne0 || rows != ne1)
+        return pi_err_set(err, "%s: tensor '%s' is %lld x %lld, expected %lld x %lld",
+                          pi_gguf_path(g), name, (long long)t->ne[0], (long long)rows,
+                          (long long)ne0, (long long)ne1);
+    const pi_type_traits *tr = pi_type_get_traits(t->type);
+    bool vector = ne1 == 1;
+    if (!tr->can_dequantize || (!vector && !pi_vec_dot_get(t->type)))
+        return pi_err_set(err, "%s: tensor '%s' has type %s, which pi cannot compute with",
+                          pi_gguf_path(g), name, tr->name);
+    *w = (pi_weight){ .data = t->data, .type = t->type, .ne0 = ne0, .ne1 = ne1,
+                      .row_bytes = pi_row_size(t->type, ne0), .name = t->name };
+    return 0;
+}
+
+static int bind_layer(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, pi_err *err)
+{
+    char n[96];
+    int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
+    int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
+    bool bias = hp->arch == PI_ARCH_QWEN2, qk_norm = hp->arch == PI_ARCH_QWEN3;
+#define B(field, suffix, a, b, req)                                                          \
+    (snprintf(n, sizeof n, "blk.%d.%s", il, suffix), bind(g, &l->field, n, a, b, req, err))
+    return B(attn_norm, "attn_norm.weight", d, 1, true) || B(wq, "attn_q.weight", d, q, true) ||
+           B(wk, "attn_k.weight", d, kv, true) || B(wv, "attn_v.weight", d, kv, true) ||
+           B(wo, "attn_output.weight", q, d, true) || B(bq, "attn_q.bias", q, 1, bias) ||
+           B(bk, "attn_k.bias", kv, 1, bias) || B(bv, "attn_v.bias", kv, 1, bias) ||
+           B(q_norm, "attn_q_norm.weight", hp->head_dim, 1, qk_norm) ||
+           B(k_norm, "attn_k_norm.weight", hp->head_dim, 1, qk_norm) ||
+           B(ffn_norm, "ffn_norm.weight", d, 1, true) ||
+           B(gate, "ffn_gate.weight", d, ff, true) || B(up, "ffn_up.weight", d, ff, true) ||
+           B(down, "ffn_down.weight", ff, d, true)
+               ? -1
+               : 0;
+#undef B
+}
+
+pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err)
+{
+    pi_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        pi_gguf_close(g);
+        pi_err_set(err, "out of memory");
+        return NULL;
+    }
+    m->gguf = g;
+    pi_hparams *hp = &m->hp;
+    if (load_hparams(g, hp, err))
+        goto fail;
+    const pi_gguf_tensor *emb = pi_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb) {
+        pi_err_set(err, "%s: missing tensor 'token_embd.weight'", pi_gguf_path(g));
+        goto fail;
+    }
+    hp->n_vocab = (int)emb->ne[1];
+    if (emb->ne[1] > (1 << 24) ||
+        bind(g, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, true, err) ||
+        bind(g, &m->output_norm, "output_norm.weight", hp->n_embd, 1, true, err) ||
+        bind(g, &m->output, "output.weight", hp->n_embd, hp->n_vocab, false, err))
+        goto fail;
+    if (!m->output.data)
+        m->output = m->tok_embd; /* tied embeddings */
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        pi_err_set(err, "out of memory");
+        goto fail;
+    }
+    for (int il = 0; il < hp->n_layer; il++)
+        if (bind_layer(g, hp, il, &m->layers[il], err))
+            goto fail;
+    return m;
+fail:
+    pi_model_close(m);
+    return NULL;
+}
+
+pi_model *pi_model_open(const char *path, pi_err *err)
+{
+    pi_gguf *g = pi_gguf_open(path, err);
+    return g ? pi_model_from_gguf(g, err) : NULL;
+}
+
+void pi_model_close(pi_model *m)
+{
+    if (!m)
+        return;
+    pi_gguf_close(m->gguf);
+    free(m->layers);
+    free(m);
+}
+
+int pi_weight_row(const pi_weight *w, int64_t r, float *out)
+{
+    if (r < 0 || r >= w->ne1)
+        return -1;
+    return pi_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out,
+                             w->ne0);
+}
+
+static uint64_t bytes(const pi_weight *w) { return w->data ? w->row_bytes * (uint64_t)w->ne1 : 0; }
+
+uint64_t pi_model_weight_bytes(const pi_model *m)
+{
+    uint64_t b = bytes(&m->output) + bytes(&m->output_norm);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const pi_layer *l = &m->layers[il];
+        const pi_weight *all[] = { &l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo, &l->bq,
+                                   &l->bk, &l->bv, &l->q_norm, &l->k_norm, &l->ffn_norm,
+                                   &l->gate, &l->up, &l->down };
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            b += bytes(all[i]);
+    }
+    return b;
+}

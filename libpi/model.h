@@ -1,0 +1,72 @@
+/*
+ * model: a transformer's hyperparameters and weights, as views into a
+ * memory-mapped GGUF.  Nothing is copied: a weight is a pointer into the
+ * mapping plus its type and shape.
+ *
+ * Supported architectures (general.architecture):
+ *   llama   Llama 2/3, SmolLM2, TinyLlama, Mistral: GQA, RoPE (adjacent
+ *           pairs), SwiGLU, RMSNorm, tied or untied output;
+ *   qwen2   as llama plus q/k/v biases, RoPE on split halves (NeoX);
+ *   qwen3   as qwen2 without biases, with RMSNorm of each q and k head.
+ */
+#ifndef PI_MODEL_H
+#define PI_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "gguf.h"
+#include "quant.h"
+
+typedef enum pi_arch { PI_ARCH_LLAMA, PI_ARCH_QWEN2, PI_ARCH_QWEN3 } pi_arch;
+
+typedef enum pi_rope_type {
+    PI_ROPE_NORM, /* rotate (x[2i], x[2i+1]) */
+    PI_ROPE_NEOX  /* rotate (x[i], x[i + d/2]) */
+} pi_rope_type;
+
+typedef struct pi_hparams {
+    pi_arch arch;
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab, n_ctx_train;
+    int n_rot; /* dimensions of each head that RoPE rotates */
+    float rope_base, rms_eps;
+    pi_rope_type rope_type;
+} pi_hparams;
+
+/* A weight: rows of ne0 elements, ne1 rows (vectors have ne1 == 1). */
+typedef struct pi_weight {
+    const void *data; /* NULL when the model has no such tensor */
+    pi_type type;
+    int64_t ne0, ne1;
+    size_t row_bytes;
+    const char *name;
+} pi_weight;
+
+typedef struct pi_layer {
+    pi_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
+    pi_weight ffn_norm, gate, up, down;
+} pi_layer;
+
+typedef struct pi_model {
+    pi_gguf *gguf;
+    pi_hparams hp;
+    pi_weight tok_embd, output_norm, output; /* output may alias tok_embd */
+    pi_layer *layers;
+} pi_model;
+
+/* Opens and checks a model: architecture, every tensor present with the
+ * shape the hyperparameters imply, types the engine can compute with. */
+pi_model *pi_model_open(const char *path, pi_err *err);
+/* The same over a GGUF already open; the model takes ownership of g. */
+pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err);
+void pi_model_close(pi_model *m);
+
+const char *pi_arch_name(pi_arch a);
+/* Row r of a weight, as float (for embedding lookups). */
+int pi_weight_row(const pi_weight *w, int64_t r, float *out);
+/* Bytes of weights read per generated token (every matrix once). */
+uint64_t pi_model_weight_bytes(const pi_model *m);
+
+#endif

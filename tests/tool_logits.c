@@ -1,0 +1,77 @@
+/*
+ * Helper for the reference tests: runs the dense forward pass over token ids
+ * and writes the final position's logits, or greedy continuations.
+ *   tool_logits MODEL IDS [--out FILE] [--greedy N] [--threads N] [--batch N]
+ * IDS is comma-separated.  --greedy prints N generated ids on one line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: tool_logits MODEL IDS [--out F] [--greedy N] [--threads N] "
+                        "[--batch N]\n");
+        return 2;
+    }
+    const char *out = NULL;
+    int greedy = 0;
+    pi_ctx_params cp = { .n_ctx = 1024, .n_threads = 1 };
+    for (int i = 3; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--out"))
+            out = argv[i + 1];
+        else if (!strcmp(argv[i], "--greedy"))
+            greedy = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads"))
+            cp.n_threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch"))
+            cp.n_batch = atoi(argv[i + 1]);
+    }
+    int32_t ids[1024];
+    int n = 0;
+    for (char *s = argv[2]; *s && n < 1024; n++) {
+        ids[n] = (int32_t)strtol(s, &s, 10);
+        if (*s == ',')
+            s++;
+    }
+    pi_err err;
+    pi_model *m = pi_model_open(argv[1], &err);
+    pi_ctx *c = m ? pi_ctx_new(m, &cp, &err) : NULL;
+    if (!c) {
+        fprintf(stderr, "tool_logits: %s\n", err.msg);
+        return 1;
+    }
+    int nv = m->hp.n_vocab;
+    float *logits = malloc((size_t)nv * sizeof *logits);
+    if (pi_decode(c, ids, n, logits, false, &err)) {
+        fprintf(stderr, "tool_logits: %s\n", err.msg);
+        return 1;
+    }
+    if (out) {
+        FILE *f = fopen(out, "wb");
+        if (!f || fwrite(logits, sizeof *logits, (size_t)nv, f) != (size_t)nv || fclose(f)) {
+            fprintf(stderr, "tool_logits: %s: cannot write\n", out);
+            return 1;
+        }
+    }
+    for (int g = 0; g < greedy; g++) {
+        int32_t best = 0;
+        for (int i = 1; i < nv; i++)
+            if (logits[i] > logits[best])
+                best = i;
+        printf(g ? ",%d" : "%d", best);
+        if (g + 1 < greedy && pi_decode(c, &best, 1, logits, false, &err)) {
+            fprintf(stderr, "tool_logits: %s\n", err.msg);
+            return 1;
+        }
+    }
+    if (greedy)
+        putchar('\n');
+    free(logits);
+    pi_ctx_free(c);
+    pi_model_close(m);
+    return 0;
+}
