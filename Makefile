@@ -4,10 +4,12 @@
 
 CC      ?= cc
 PREFIX  ?= /usr/local
-BUILD   ?= build
 CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
 CUDA    ?= $(if $(NVCC),1,0)
+# CPU-only objects differ from CUDA ones (stubs in libpi/cuda.c), so they get
+# their own tree and switching CUDA= never mixes the two.
+BUILD   ?= $(if $(filter 1,$(CUDA)),build,build-cpu)
 CUDA_ARCH ?= sm_90
 
 # -ffp-contract=off: the scalar kernels must round exactly like the reference
@@ -122,6 +124,6 @@ install: all
 	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-cpu build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
