@@ -11,16 +11,22 @@ void pi_swiglu(float *g, const float *u, int64_t n)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+pi_acts pi_ffn_acts(pi_pool *pool, const pi_ffn_scratch *s, pi_type wtype, const float *x, int n,
+                    int64_t ne)
+{
+    return s->exact ? pi_acts_float(x, n, ne) : pi_acts_quantize(pool, wtype, x, n, ne, s->acts);
+}
+
 void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, int n,
                   const pi_ffn_scratch *s)
 {
     int64_t d = l->gate.ne0, ff = l->gate.ne1;
-    pi_acts a = pi_acts_quantize(pool, l->gate.type, x, n, d, s->acts);
+    pi_acts a = pi_ffn_acts(pool, s, l->gate.type, x, n, d);
     pi_matmul(pool, &l->gate, &a, s->gate, ff);
     if (l->up.type != l->gate.type)
-        a = pi_acts_quantize(pool, l->up.type, x, n, d, s->acts);
+        a = pi_ffn_acts(pool, s, l->up.type, x, n, d);
     pi_matmul(pool, &l->up, &a, s->up, ff);
     pi_swiglu(s->gate, s->up, n * ff);
-    a = pi_acts_quantize(pool, l->down.type, s->gate, n, ff, s->acts);
+    a = pi_ffn_acts(pool, s, l->down.type, s->gate, n, ff);
     pi_matmul(pool, &l->down, &a, out, d);
 }

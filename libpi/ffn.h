@@ -8,6 +8,8 @@
 #ifndef PI_FFN_H
 #define PI_FFN_H
 
+#include <stdbool.h>
+
 #include "matmul.h"
 #include "model.h"
 #include "threadpool.h"
@@ -17,11 +19,16 @@ typedef struct pi_ffn_scratch {
     float *gate; /* n_batch * n_ff */
     float *up;   /* n_batch * n_ff */
     void *acts;  /* quantised activations: n_batch rows of max(n_embd, n_ff) */
+    bool exact;  /* float activations (the reference-precision path) */
 } pi_ffn_scratch;
 
 /* x: n rows of n_embd (already normalised); out: n rows of n_embd. */
 void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, int n,
                   const pi_ffn_scratch *s);
+
+/* x in the activation form weight type wtype takes (float when s->exact). */
+pi_acts pi_ffn_acts(pi_pool *pool, const pi_ffn_scratch *s, pi_type wtype, const float *x, int n,
+                    int64_t ne);
 
 /* SiLU(g) * u, elementwise, in place in g. */
 void pi_swiglu(float *g, const float *u, int64_t n);

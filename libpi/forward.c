@@ -50,6 +50,7 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->m = m;
     c->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p && p->n_batch > 0 ? p->n_batch : 64;
+    c->ffn.exact = p && p->exact;
     int nt = p && p->n_threads > 0 ? p->n_threads : 1;
     if (!(c->pool = pi_pool_new(nt, err))) {
         free(c);
@@ -67,7 +68,7 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->q = alloc(c, B * q, sizeof(float));
     c->k = alloc(c, B * kv, sizeof(float));
     c->v = alloc(c, B * kv, sizeof(float));
-    c->attn = alloc(c, B * q, sizeof(float));
+    c->attn = alloc(c, B * (q > d ? q : d), sizeof(float)); /* also the FFN's output */
     c->att = alloc(c, (size_t)nt * c->n_ctx, sizeof(float));
     c->logits_tmp = NULL;
     c->ffn.gate = alloc(c, B * ff, sizeof(float));
@@ -164,13 +165,13 @@ static void qkv(pi_ctx *c, const pi_layer *l, int il, int n)
     const pi_hparams *hp = &c->m->hp;
     int hd = hp->head_dim;
     int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
-    pi_acts a = pi_acts_quantize(c->pool, l->wq.type, c->xn, n, hp->n_embd, c->ffn.acts);
+    pi_acts a = pi_ffn_acts(c->pool, &c->ffn, l->wq.type, c->xn, n, hp->n_embd);
     pi_matmul(c->pool, &l->wq, &a, c->q, qd);
-    if (l->wk.type != a.type || pi_type_get_traits(l->wk.type)->vec_dot_type != a.type)
-        a = pi_acts_quantize(c->pool, l->wk.type, c->xn, n, hp->n_embd, c->ffn.acts);
+    if (!c->ffn.exact && pi_type_get_traits(l->wk.type)->vec_dot_type != a.type)
+        a = pi_ffn_acts(c->pool, &c->ffn, l->wk.type, c->xn, n, hp->n_embd);
     pi_matmul(c->pool, &l->wk, &a, c->k, kvd);
-    if (pi_type_get_traits(l->wv.type)->vec_dot_type != a.type)
-        a = pi_acts_quantize(c->pool, l->wv.type, c->xn, n, hp->n_embd, c->ffn.acts);
+    if (!c->ffn.exact && pi_type_get_traits(l->wv.type)->vec_dot_type != a.type)
+        a = pi_ffn_acts(c->pool, &c->ffn, l->wv.type, c->xn, n, hp->n_embd);
     pi_matmul(c->pool, &l->wv, &a, c->v, kvd);
     add_bias(c->q, &l->bq, n, qd);
     add_bias(c->k, &l->bk, n, kvd);
@@ -251,7 +252,7 @@ static void layer(pi_ctx *c, int il, int n)
     qkv(c, l, il, n);
     attn_job j = { c, il, n };
     pi_pool_run(c->pool, attn_worker, &j);
-    pi_acts a = pi_acts_quantize(c->pool, l->wo.type, c->attn, n, qd, c->ffn.acts);
+    pi_acts a = pi_ffn_acts(c->pool, &c->ffn, l->wo.type, c->attn, n, qd);
     pi_matmul(c->pool, &l->wo, &a, c->xn, d);
     for (int64_t i = 0; i < n * d; i++)
         c->x[i] += c->xn[i];
@@ -278,7 +279,7 @@ static int batch(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool al
         return 0;
     int first = all ? 0 : n - 1, rows = n - first;
     rmsnorm(c->xn, c->x + first * d, &m->output_norm, rows, d, m->hp.rms_eps);
-    pi_acts a = pi_acts_quantize(c->pool, m->output.type, c->xn, rows, d, c->ffn.acts);
+    pi_acts a = pi_ffn_acts(c->pool, &c->ffn, m->output.type, c->xn, rows, d);
     pi_matmul(c->pool, &m->output, &a, logits, nv);
     return 0;
 }

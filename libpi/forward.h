@@ -21,6 +21,8 @@ typedef struct pi_ctx_params {
     int n_ctx;     /* KV cache length in tokens; 0: min(model's, 4096) */
     int n_threads; /* 0: 1 */
     int n_batch;   /* tokens per forward call at most; 0: 64 */
+    bool exact;    /* float activations throughout: the reference-precision
+                      path for checks (several times slower) */
 } pi_ctx_params;
 
 typedef struct pi_ctx pi_ctx;

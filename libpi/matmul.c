@@ -3,6 +3,8 @@
  */
 #include "matmul.h"
 
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t pi_acts_row_bytes(pi_type wtype, int64_t n)
@@ -47,6 +49,12 @@ pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, in
     return a;
 }
 
+pi_acts pi_acts_float(const float *x, int n, int64_t ne)
+{
+    return (pi_acts){ .type = PI_TYPE_F32, .n = n, .ne = ne, .row_bytes = (size_t)ne * 4,
+                      .data = x };
+}
+
 typedef struct mm_job {
     const pi_weight *w;
     const pi_acts *a;
@@ -71,11 +79,37 @@ static void mm_rows(void *arg, int ith, int nth)
     }
 }
 
+/* The exact path: a dequantised row against float activations, summed in
+ * double so that the result does not depend on the row's length or order. */
+static void mm_rows_exact(void *arg, int ith, int nth)
+{
+    const mm_job *j = arg;
+    long lo, hi;
+    pi_pool_split(j->r1 - j->r0, 16, ith, nth, &lo, &hi);
+    float *row = malloc((size_t)j->w->ne0 * sizeof *row);
+    if (!row)
+        abort(); /* a few KiB: only an exhausted heap fails here */
+    const float *a = j->a->data;
+    for (int64_t r = j->r0 + lo; r < j->r0 + hi; r++) {
+        pi_dequantize_row(j->w->type, (const uint8_t *)j->w->data + (size_t)r * j->w->row_bytes,
+                          row, j->w->ne0);
+        for (int t = 0; t < j->a->n; t++) {
+            const float *x = a + (size_t)t * j->a->ne;
+            double s = 0.0;
+            for (int64_t i = 0; i < j->w->ne0; i++)
+                s += (double)row[i] * x[i];
+            j->y[t * j->ldy + r] = (float)s;
+        }
+    }
+    free(row);
+}
+
 void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t r0, int64_t r1,
                     float *y, int64_t ldy)
 {
     mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type) };
-    pi_pool_run(pool, mm_rows, &j);
+    bool exact = a->type != pi_type_get_traits(w->type)->vec_dot_type;
+    pi_pool_run(pool, exact ? mm_rows_exact : mm_rows, &j);
 }
 
 void pi_matmul(pi_pool *pool, const pi_weight *w, const pi_acts *a, float *y, int64_t ldy)

@@ -32,6 +32,10 @@ size_t pi_acts_row_bytes(pi_type wtype, int64_t n);
  * are used in place and need no buffer. */
 pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, int64_t ne,
                          void *buf);
+/* Float activations for any weight type: the reference-precision path, in
+ * which each weight row is dequantised and dotted in float (slow; for
+ * checking against an independent float forward pass). */
+pi_acts pi_acts_float(const float *x, int n, int64_t ne);
 
 /* y[t * ldy + r] = w.row(r) . acts.row(t) for rows [r0, r1) of w, in parallel. */
 void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t r0, int64_t r1,

@@ -3,6 +3,7 @@
  * and writes the final position's logits, or greedy continuations.
  *   tool_logits MODEL IDS [--out FILE] [--greedy N] [--threads N] [--batch N]
  * IDS is comma-separated.  --greedy prints N generated ids on one line.
+ * --exact 1 takes the float-activation path (see matmul.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@ int main(int argc, char **argv)
             cp.n_threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch"))
             cp.n_batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--exact"))
+            cp.exact = atoi(argv[i + 1]) != 0;
     }
     int32_t ids[1024];
     int n = 0;

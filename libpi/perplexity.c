@@ -1,0 +1,63 @@
+/* perplexity: strided-window evaluation (see perplexity.h). */
+#include "perplexity.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* -log softmax(logits)[target], in double for a long sum. */
+static double nll_of(const float *logits, int n_vocab, int32_t target)
+{
+    float mx = logits[0];
+    for (int i = 1; i < n_vocab; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n_vocab; i++)
+        sum += exp((double)logits[i] - mx);
+    return log(sum) - ((double)logits[target] - mx);
+}
+
+int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int stride,
+                  pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err)
+{
+    int nv = pi_ctx_model(c)->hp.n_vocab;
+    if (n_ctx < 2 || n_ctx > pi_ctx_n_ctx(c))
+        return pi_err_set(err, "perplexity window of %d tokens: must be 2 to %d", n_ctx,
+                          pi_ctx_n_ctx(c));
+    if (stride < 1 || stride >= n_ctx)
+        return pi_err_set(err, "perplexity stride %d: must be 1 to %d", stride, n_ctx - 1);
+    if (n < n_ctx)
+        return pi_err_set(err, "text has %lld tokens, fewer than one window of %d",
+                          (long long)n, n_ctx);
+    int n_windows = (int)((n - n_ctx) / stride) + 1;
+    int batch = pi_ctx_n_batch(c);
+    float *logits = malloc((size_t)batch * nv * sizeof *logits);
+    if (!logits)
+        return pi_err_set(err, "out of memory");
+    double sum = 0.0;
+    int64_t scored = 0;
+    *out = (pi_ppl){ 0 };
+    for (int w = 0; w < n_windows; w++) {
+        const int32_t *win = tokens + (int64_t)w * stride;
+        pi_ctx_truncate(c, 0);
+        /* Positions p predict win[p + 1]; those scored are the last stride. */
+        int first = n_ctx - 1 - stride;
+        for (int p = 0; p < n_ctx - 1; p += batch) {
+            int b = n_ctx - 1 - p < batch ? n_ctx - 1 - p : batch;
+            bool want = p + b > first;
+            if (pi_decode(c, win + p, b, want ? logits : NULL, want, err)) {
+                free(logits);
+                return -1;
+            }
+            for (int i = 0; want && i < b; i++)
+                if (p + i >= first) {
+                    sum += nll_of(logits + (size_t)i * nv, nv, win[p + i + 1]);
+                    scored++;
+                }
+        }
+        *out = (pi_ppl){ sum / (double)scored, exp(sum / (double)scored), scored, w + 1 };
+        if (progress)
+            progress(user, w + 1, n_windows, out);
+    }
+    free(logits);
+    return 0;
+}

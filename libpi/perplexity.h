@@ -1,0 +1,33 @@
+/*
+ * perplexity: how well the model predicts a token sequence.
+ *
+ * Windows of n_ctx tokens start every `stride` tokens; each window is
+ * evaluated from an empty cache and scores only its last `stride` tokens
+ * (the first window scores its last stride tokens too), so every scored
+ * token is predicted with at least n_ctx - stride tokens of context and none
+ * is scored twice.  stride == n_ctx / 2 is the usual choice; llama.cpp's
+ * `perplexity` tool scores the second half of non-overlapping windows,
+ * which differs only in skipping every other half-window.
+ */
+#ifndef PI_PERPLEXITY_H
+#define PI_PERPLEXITY_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "forward.h"
+
+typedef struct pi_ppl {
+    double nll;      /* mean negative log-likelihood, nats per token */
+    double ppl;      /* exp(nll) */
+    int64_t n_scored;
+    int n_windows;
+} pi_ppl;
+
+/* Called after each window with the running result (may be NULL). */
+typedef void (*pi_ppl_progress)(void *user, int window, int n_windows, const pi_ppl *now);
+
+int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int stride,
+                  pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err);
+
+#endif
