@@ -96,7 +96,8 @@ FUZZERS  := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
 # The fuzzers need only the format modules; each lists what it links.
-FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c
+FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c \
+  libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -fsanitize=fuzzer,address,undefined \
@@ -105,7 +106,8 @@ build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 fuzz-run: fuzz $(BUILD)/tests/tool_gguf
 	@mkdir -p build-fuzz/seeds/fuzz_gguf
 	$(BUILD)/tests/tool_gguf write build-fuzz/seeds/fuzz_gguf/pi.gguf
-	@mkdir -p build-fuzz/seeds/fuzz_config && cp examples/*.yaml build-fuzz/seeds/fuzz_config/
+	@mkdir -p build-fuzz/seeds/fuzz_config build-fuzz/seeds/fuzz_tokenizer
+	cp examples/*.yaml build-fuzz/seeds/fuzz_config/
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 	    build-fuzz/corpus-$$n build-fuzz/seeds/$$n || exit 1; done

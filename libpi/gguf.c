@@ -401,6 +401,8 @@ static int parse_header(pi_gguf *g, cursor *c)
 
 static int parse(pi_gguf *g, pi_err *err)
 {
+    if (!g->buf || g->size == 0)
+        return pi_err_set(err, "%s: empty file", g->path);
     cursor c = { g->buf, g->buf + g->size, g->path, err };
     if (parse_header(g, &c) || parse_kv(g, &c) || parse_alignment(g, &c))
         return -1;

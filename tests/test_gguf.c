@@ -398,6 +398,8 @@ static void test_open_reports_missing_file(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/x.gguf: "));
     assert_null(pi_gguf_open("/tmp", &err));
     assert_non_null(strstr(err.msg, "directory"));
+    assert_null(pi_gguf_open_memory(NULL, 0, "empty.gguf", &err));
+    assert_string_equal(err.msg, "empty.gguf: empty file");
 }
 
 int main(void)

@@ -1,0 +1,420 @@
+/*
+ * pi-run: generate text with a GGUF model, or measure its perplexity.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "forward.h"
+#include "json.h"
+#include "perplexity.h"
+#include "sample.h"
+#include "tokenizer.h"
+
+static const char *prog = "pi-run";
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+typedef struct opts {
+    const char *model, *prompt, *prompt_file, *ppl_file, *system;
+    int n_predict, threads, ctx, batch, ppl_stride;
+    bool chat, json, quiet, no_special, ignore_eos;
+    pi_sample_params sp;
+} opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: %s [OPTION]... [-p PROMPT | -f FILE]\n"
+        "Generate text with a GGUF model (tokens stream to stdout as they are made),\n"
+        "or measure perplexity over a text file.  With neither -p nor -f the prompt\n"
+        "is read from standard input.\n"
+        "\n"
+        "  -m, --model FILE        GGUF model (default " DEFAULT_MODEL ")\n"
+        "  -p, --prompt TEXT       the prompt\n"
+        "  -f, --file FILE         read the prompt from FILE (- for stdin)\n"
+        "  -n, --n-predict N       tokens to generate (default 128; -1: until the end\n"
+        "                          of generation token or a full context)\n"
+        "      --chat              wrap the prompt in the model's chat template\n"
+        "      --system TEXT       system message for --chat\n"
+        "  -t, --threads N         threads (default: online CPUs)\n"
+        "  -c, --ctx-size N        context length in tokens (default: model's, at most\n"
+        "                          4096; 512 for --perplexity)\n"
+        "  -b, --batch-size N      prompt tokens per forward pass (default 64)\n"
+        "  -s, --seed N            random seed (default 0)\n"
+        "      --temp T            temperature; 0 is greedy (default 0.8)\n"
+        "      --top-k N           keep the N most likely tokens (default 40; 0: off)\n"
+        "      --top-p P           keep the smallest set with mass P (default 0.95)\n"
+        "      --min-p P           drop tokens below P times the best (default 0.05)\n"
+        "      --repeat-penalty R  penalise recent tokens (default 1.0: off)\n"
+        "      --repeat-last-n N   how many recent tokens (default 64)\n"
+        "      --ignore-eos        keep generating past end-of-generation tokens\n"
+        "      --no-special        treat <|...|> in the prompt as plain text\n"
+        "      --perplexity FILE   report perplexity of FILE instead of generating\n"
+        "      --ppl-stride N      tokens scored per window (default ctx-size / 2)\n"
+        "      --json              print one JSON object with the text and statistics\n"
+        "  -q, --quiet             no statistics on stderr\n"
+        "      --config FILE       read options from a YAML file\n"
+        "  -h, --help              show this help and exit\n"
+        "\n"
+        "Exit status: 0 on success, 1 on a runtime error (bad model, prompt too long\n"
+        "for the context), 2 on a usage error.  See pi-run(1).\n",
+        prog);
+}
+
+static int num(const char *opt, const char *arg, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (!*arg || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "%s: --%s: '%s' is not a number from %g to %g\n", prog, opt, arg, lo,
+                hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o)
+{
+    enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, JSON,
+           NOSPECIAL, IGNEOS };
+    static const struct option lo[] = {
+        { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
+        { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
+        { "batch-size", 1, 0, 'b' }, { "seed", 1, 0, 's' }, { "quiet", 0, 0, 'q' },
+        { "help", 0, 0, 'h' }, { "chat", 0, 0, CHAT }, { "system", 1, 0, SYSTEM },
+        { "temp", 1, 0, TEMP }, { "top-k", 1, 0, TOPK }, { "top-p", 1, 0, TOPP },
+        { "min-p", 1, 0, MINP }, { "repeat-penalty", 1, 0, RPEN },
+        { "repeat-last-n", 1, 0, RLAST }, { "perplexity", 1, 0, PPL },
+        { "ppl-stride", 1, 0, STRIDE }, { "json", 0, 0, JSON },
+        { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS }, { 0, 0, 0, 0 },
+    };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    *o = (opts){ .model = DEFAULT_MODEL, .n_predict = 128, .threads = cpus > 0 ? (int)cpus : 1,
+                 .sp = pi_sample_defaults() };
+    int c;
+    double v;
+    while ((c = getopt_long(argc, argv, "m:p:f:n:t:c:b:s:qh", lo, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case 'f': o->prompt_file = optarg; break;
+        case 'n': rc = num("n-predict", optarg, -1, 1 << 30, &v); o->n_predict = (int)v; break;
+        case 't': rc = num("threads", optarg, 1, 512, &v); o->threads = (int)v; break;
+        case 'c': rc = num("ctx-size", optarg, 2, 1 << 20, &v); o->ctx = (int)v; break;
+        case 'b': rc = num("batch-size", optarg, 1, 8192, &v); o->batch = (int)v; break;
+        case 's': rc = num("seed", optarg, 0, 1.8e19, &v); o->sp.seed = (uint64_t)v; break;
+        case 'q': o->quiet = true; break;
+        case 'h': usage(stdout); exit(0);
+        case CHAT: o->chat = true; break;
+        case SYSTEM: o->system = optarg; break;
+        case TEMP: rc = num("temp", optarg, 0, 100, &v); o->sp.temperature = (float)v; break;
+        case TOPK: rc = num("top-k", optarg, 0, 1 << 30, &v); o->sp.top_k = (int)v; break;
+        case TOPP: rc = num("top-p", optarg, 0, 1, &v); o->sp.top_p = (float)v; break;
+        case MINP: rc = num("min-p", optarg, 0, 1, &v); o->sp.min_p = (float)v; break;
+        case RPEN: rc = num("repeat-penalty", optarg, 0.01, 100, &v);
+            o->sp.repeat_penalty = (float)v; break;
+        case RLAST: rc = num("repeat-last-n", optarg, 0, 1 << 20, &v);
+            o->sp.repeat_last_n = (int)v; break;
+        case PPL: o->ppl_file = optarg; break;
+        case STRIDE: rc = num("ppl-stride", optarg, 1, 1 << 20, &v); o->ppl_stride = (int)v; break;
+        case JSON: o->json = true; break;
+        case NOSPECIAL: o->no_special = true; break;
+        case IGNEOS: o->ignore_eos = true; break;
+        default: return 2;
+        }
+        if (rc)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        return 2;
+    }
+    if (o->prompt && o->prompt_file) {
+        fprintf(stderr, "%s: give -p or -f, not both\n", prog);
+        return 2;
+    }
+    return 0;
+}
+
+/* Reads a whole file ("-": stdin) into a NUL-terminated buffer. */
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    for (size_t r; b && (r = fread(b + n, 1, cap - n, f)) > 0;) {
+        n += r;
+        if (n == cap) {
+            char *nb = realloc(b, 2 * cap + 1);
+            if (!nb) {
+                free(b);
+                b = NULL;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    bool bad = !b || ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        fprintf(stderr, "%s: %s: cannot read\n", prog, path);
+        free(b);
+        return NULL;
+    }
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+typedef struct run {
+    const opts *o;
+    pi_model *m;
+    pi_tokenizer *tok;
+    pi_ctx *ctx;
+} run;
+
+static void ppl_progress(void *user, int w, int nw, const pi_ppl *p)
+{
+    (void)user;
+    fprintf(stderr, "\r%s: window %d/%d, perplexity %.4f", prog, w, nw, p->ppl);
+    if (w == nw)
+        fputc('\n', stderr);
+}
+
+static int perplexity(run *r)
+{
+    size_t len, n;
+    int32_t *ids;
+    pi_err err;
+    char *text = read_text(r->o->ppl_file, &len);
+    if (!text)
+        return 1;
+    int rc = pi_tokenize(r->tok, text, len, pi_tokenizer_add_bos(r->tok), false, &ids, &n, &err);
+    free(text);
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s\n", prog, r->o->ppl_file, err.msg);
+        return 1;
+    }
+    int win = pi_ctx_n_ctx(r->ctx);
+    int stride = r->o->ppl_stride ? r->o->ppl_stride : win / 2;
+    pi_ppl p;
+    double t0 = now();
+    bool show = !r->o->quiet && isatty(2);
+    rc = pi_perplexity(r->ctx, ids, (int64_t)n, win, stride, &p, show ? ppl_progress : NULL,
+                       NULL, &err);
+    double dt = now() - t0;
+    free(ids);
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s\n", prog, r->o->ppl_file, err.msg);
+        return 1;
+    }
+    if (r->o->json)
+        printf("{\"perplexity\": %.6f, \"nll\": %.6f, \"tokens_scored\": %" PRId64
+               ", \"windows\": %d, \"context\": %d, \"stride\": %d, \"tokens\": %zu, "
+               "\"seconds\": %.3f}\n", p.ppl, p.nll, p.n_scored, p.n_windows, win, stride, n, dt);
+    else
+        printf("perplexity: %.4f over %" PRId64 " tokens (%d windows of %d, stride %d; "
+               "%.1f s)\n", p.ppl, p.n_scored, p.n_windows, win, stride, dt);
+    return 0;
+}
+
+/* The prompt's token ids: raw text, or wrapped in the chat template. */
+static int prompt_tokens(run *r, int32_t **ids, size_t *n)
+{
+    const opts *o = r->o;
+    size_t len = 0;
+    char *text = o->prompt ? strdup(o->prompt) : read_text(o->prompt_file ? o->prompt_file : "-",
+                                                             &len);
+    if (!text)
+        return 1;
+    len = strlen(text);
+    pi_err err;
+    bool bos = pi_tokenizer_add_bos(r->tok);
+    if (o->chat) {
+        if (!pi_tokenizer_has_chat(r->tok)) {
+            fprintf(stderr, "%s: %s: the model has no ChatML chat template\n", prog, o->model);
+            free(text);
+            return 1;
+        }
+        pi_chat_msg msgs[2] = { { "system", o->system }, { "user", text } };
+        char *chat;
+        int rc = pi_chat_format(r->tok, o->system ? msgs : msgs + 1, o->system ? 2 : 1, true,
+                                &chat, &len, &err);
+        free(text);
+        if (rc) {
+            fprintf(stderr, "%s: %s\n", prog, err.msg);
+            return 1;
+        }
+        text = chat;
+    }
+    int rc = pi_tokenize(r->tok, text, len, bos, o->chat || !o->no_special, ids, n, &err);
+    free(text);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 1;
+    }
+    if (*n == 0) {
+        fprintf(stderr, "%s: the prompt is empty\n", prog);
+        return 1;
+    }
+    if (*n >= (size_t)pi_ctx_n_ctx(r->ctx)) {
+        fprintf(stderr, "%s: the prompt is %zu tokens, longer than the context of %d "
+                "(raise --ctx-size)\n", prog, *n, pi_ctx_n_ctx(r->ctx));
+        free(*ids);
+        return 1;
+    }
+    return 0;
+}
+
+static void print_json(const char *text, size_t len, size_t n_prompt, double t_prompt,
+                       int n_gen, double t_gen, const run *r)
+{
+    fputs("{\"text\": ", stdout);
+    pi_json_write_str(stdout, text, len);
+    printf(", \"prompt_tokens\": %zu, \"prompt_tokens_per_s\": %.2f, \"generated_tokens\": %d, "
+           "\"generation_tokens_per_s\": %.2f, \"threads\": %d, \"context\": %d, "
+           "\"peak_rss_bytes\": %ld}\n", n_prompt, n_prompt / t_prompt, n_gen,
+           n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, r->o->threads, pi_ctx_n_ctx(r->ctx),
+           peak_rss_kb() * 1024);
+}
+
+static int generate(run *r)
+{
+    const opts *o = r->o;
+    int32_t *ids;
+    size_t n;
+    if (prompt_tokens(r, &ids, &n))
+        return 1;
+    pi_err err;
+    int nv = r->m->hp.n_vocab;
+    float *logits = malloc((size_t)nv * sizeof *logits);
+    pi_sampler *s = pi_sampler_new(&o->sp, nv, &err);
+    char *out = NULL;
+    size_t out_len = 0, out_cap = 0;
+    int rc = 1, n_gen = 0;
+    if (!logits || !s)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        pi_sampler_accept(s, ids[i]);
+    double t0 = now();
+    if (pi_decode(r->ctx, ids, (int)n, logits, false, &err))
+        goto fail;
+    double t_prompt = now() - t0, t1 = now();
+    int limit = pi_ctx_n_ctx(r->ctx) - (int)n;
+    if (o->n_predict >= 0 && o->n_predict < limit)
+        limit = o->n_predict;
+    for (; n_gen < limit; n_gen++) {
+        int32_t t = pi_sample(s, logits);
+        if (pi_token_is_eog(r->tok, t) && !o->ignore_eos)
+            break;
+        pi_sampler_accept(s, t);
+        size_t plen;
+        const char *piece = pi_token_piece(r->tok, t, &plen);
+        if (pi_token_type(r->tok, t) == PI_TOKEN_CONTROL)
+            plen = 0; /* <|im_end|> and kin are structure, not text */
+        if (o->json) {
+            if (out_len + plen + 1 > out_cap) {
+                out_cap = 2 * (out_len + plen) + 64;
+                char *no = realloc(out, out_cap);
+                if (!no)
+                    goto done;
+                out = no;
+            }
+            memcpy(out + out_len, piece, plen);
+            out_len += plen;
+        } else {
+            fwrite(piece, 1, plen, stdout);
+            fflush(stdout);
+        }
+        if (n_gen + 1 < limit && pi_decode(r->ctx, &t, 1, logits, false, &err))
+            goto fail;
+    }
+    double t_gen = now() - t1;
+    if (o->json)
+        print_json(out ? out : "", out_len, n, t_prompt, n_gen, t_gen, r);
+    else if (n_gen)
+        putchar('\n');
+    if (!o->quiet && !o->json)
+        fprintf(stderr, "%s: prompt %zu tokens, %.1f tokens/s; generated %d tokens, "
+                "%.1f tokens/s; %d threads; peak RSS %.1f MiB\n", prog, n, n / t_prompt, n_gen,
+                n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, o->threads, peak_rss_kb() / 1024.0);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "%s: %s\n", prog, err.msg);
+done:
+    free(out);
+    free(logits);
+    free(ids);
+    pi_sampler_free(s);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    pi_err err;
+    pi_args args;
+    if (pi_args_expand(argc, argv, &args, &err)) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, err.msg, prog);
+        return 2;
+    }
+    int rc = parse_args(args.argc, args.argv, &o);
+    if (rc) {
+        fprintf(stderr, "Try '%s --help'.\n", prog);
+        pi_args_free(&args);
+        return rc;
+    }
+    run r = { .o = &o };
+    r.m = pi_model_open(o.model, &err);
+    if (r.m)
+        r.tok = pi_tokenizer_load(r.m->gguf, &err);
+    pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
+                         .n_threads = o.threads, .n_batch = o.batch };
+    if (r.tok)
+        r.ctx = pi_ctx_new(r.m, &cp, &err);
+    if (!r.ctx) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        rc = 1;
+    } else {
+        rc = o.ppl_file ? perplexity(&r) : generate(&r);
+    }
+    pi_ctx_free(r.ctx);
+    pi_tokenizer_free(r.tok);
+    pi_model_close(r.m);
+    pi_args_free(&args);
+    if (fflush(stdout) || ferror(stdout)) {
+        fprintf(stderr, "%s: write error on standard output\n", prog);
+        return 1;
+    }
+    return rc;
+}
