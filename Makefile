@@ -40,7 +40,7 @@ TESTHELPS := $(TESTHELP_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
-.PHONY: all help test check sanitize fuzz fuzz-run bench install clean model
+.PHONY: all help test check sanitize fuzz fuzz-run bench install clean model models
 all: $(LIB) $(TOOLS)
 
 help:
@@ -48,7 +48,8 @@ help:
 	@echo "make test       build and run every test (unit, tool, Python reference)"
 	@echo "make sanitize   run the unit tests under ASan/UBSan"
 	@echo "make fuzz       build the libFuzzer targets; make fuzz-run FUZZ_SECONDS=600"
-	@echo "make bench      micro-benchmarks (not tests)"
+	@echo "make bench      micro-benchmarks and pi-run against llama.cpp (not tests)"
+	@echo "make model      fetch the default model; make models: every test model"
 	@echo "make install PREFIX=/usr/local"
 
 $(BUILD)/libpi/%_avx2.o: libpi/%_avx2.c
@@ -112,11 +113,19 @@ fuzz-run: fuzz $(BUILD)/tests/tool_gguf
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 	    build-fuzz/corpus-$$n build-fuzz/seeds/$$n || exit 1; done
 
+# Dot-product kernels, then pi-run beside llama.cpp (LLAMA_BENCH,
+# LLAMA_BENCH_NOAMX: paths to llama-bench builds; skipped when unset).
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
+	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_run.sh; \
+	  else echo "bench: skipping pi-run (make model first)"; fi
 
 model:
 	scripts/get-model smollm2-135m
+
+# Every model the tests use when present (the default one and Qwen2.5-Coder-0.5B).
+models:
+	scripts/get-model smollm2-135m qwen2.5-coder-0.5b
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

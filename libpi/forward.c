@@ -233,14 +233,11 @@ static void attend(pi_ctx *c, int il, int t, int h, float *att)
     }
 }
 
-static void attn_worker(void *arg, int ith, int nth)
+static void attn_worker(void *arg, int64_t i, int ith)
 {
     attn_job *j = arg;
     int nh = j->c->m->hp.n_head;
-    long lo, hi;
-    pi_pool_split((long)j->n * nh, 1, ith, nth, &lo, &hi);
-    for (long i = lo; i < hi; i++)
-        attend(j->c, j->il, (int)(i / nh), (int)(i % nh), j->c->att + (size_t)ith * j->c->n_ctx);
+    attend(j->c, j->il, (int)(i / nh), (int)(i % nh), j->c->att + (size_t)ith * j->c->n_ctx);
 }
 
 static void layer(pi_ctx *c, int il, int n)
@@ -251,7 +248,7 @@ static void layer(pi_ctx *c, int il, int n)
     rmsnorm(c->xn, c->x, &l->attn_norm, n, d, hp->rms_eps);
     qkv(c, l, il, n);
     attn_job j = { c, il, n };
-    pi_pool_run(c->pool, attn_worker, &j);
+    pi_pool_for(c->pool, (int64_t)n * hp->n_head, attn_worker, &j);
     pi_acts a = pi_ffn_acts(c->pool, &c->ffn, l->wo.type, c->attn, n, qd);
     pi_matmul(c->pool, &l->wo, &a, c->xn, d);
     for (int64_t i = 0; i < n * d; i++)

@@ -22,13 +22,11 @@ typedef struct quant_job {
     size_t row_bytes;
 } quant_job;
 
-static void quant_rows(void *arg, int ith, int nth)
+static void quant_row(void *arg, int64_t t, int ith)
 {
     const quant_job *j = arg;
-    long lo, hi;
-    pi_pool_split(j->n, 1, ith, nth, &lo, &hi);
-    for (long t = lo; t < hi; t++)
-        pi_quantize_row(j->type, j->x + t * j->ne, j->buf + (size_t)t * j->row_bytes, j->ne);
+    (void)ith;
+    pi_quantize_row(j->type, j->x + t * j->ne, j->buf + (size_t)t * j->row_bytes, j->ne);
 }
 
 pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, int64_t ne,
@@ -41,10 +39,7 @@ pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, in
         return a;
     }
     quant_job j = { vt, x, n, ne, buf, a.row_bytes };
-    if (n > 1)
-        pi_pool_run(pool, quant_rows, &j);
-    else
-        quant_rows(&j, 0, 1);
+    pi_pool_for(pool, n, quant_row, &j);
     a.data = buf;
     return a;
 }
@@ -62,17 +57,31 @@ typedef struct mm_job {
     float *y;
     int64_t ldy;
     pi_vec_dot_fn dot;
+    int64_t chunk; /* rows per chunk */
 } mm_job;
 
-/* Rows in bands of 16 so neighbouring workers do not share cache lines of y. */
-static void mm_rows(void *arg, int ith, int nth)
+/* Rows go out in a few chunks per thread: claiming a chunk is a contended
+ * atomic (~100 ns between cores), so a decode step wants a few thousand claims
+ * at most, yet several chunks per thread let a thread that was preempted
+ * lose only part of its share.  Chunks are multiples of 16 rows so that
+ * neighbouring workers do not share cache lines of y. */
+#define CHUNKS_PER_THREAD 2
+
+static void chunk_rows(const mm_job *j, int64_t chunk, int64_t *lo, int64_t *hi)
+{
+    *lo = j->r0 + chunk * j->chunk;
+    *hi = *lo + j->chunk < j->r1 ? *lo + j->chunk : j->r1;
+}
+
+static void mm_rows(void *arg, int64_t chunk, int ith)
 {
     const mm_job *j = arg;
-    long lo, hi;
-    pi_pool_split(j->r1 - j->r0, 16, ith, nth, &lo, &hi);
+    int64_t lo, hi;
+    (void)ith;
+    chunk_rows(j, chunk, &lo, &hi);
     const uint8_t *w = j->w->data;
     const uint8_t *a = j->a->data;
-    for (int64_t r = j->r0 + lo; r < j->r0 + hi; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         const void *row = w + (size_t)r * j->w->row_bytes;
         for (int t = 0; t < j->a->n; t++)
             j->y[t * j->ldy + r] = j->dot(j->w->ne0, row, a + (size_t)t * j->a->row_bytes);
@@ -81,16 +90,17 @@ static void mm_rows(void *arg, int ith, int nth)
 
 /* The exact path: a dequantised row against float activations, summed in
  * double so that the result does not depend on the row's length or order. */
-static void mm_rows_exact(void *arg, int ith, int nth)
+static void mm_rows_exact(void *arg, int64_t chunk, int ith)
 {
     const mm_job *j = arg;
-    long lo, hi;
-    pi_pool_split(j->r1 - j->r0, 16, ith, nth, &lo, &hi);
+    int64_t lo, hi;
+    (void)ith;
+    chunk_rows(j, chunk, &lo, &hi);
     float *row = malloc((size_t)j->w->ne0 * sizeof *row);
     if (!row)
         abort(); /* a few KiB: only an exhausted heap fails here */
     const float *a = j->a->data;
-    for (int64_t r = j->r0 + lo; r < j->r0 + hi; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         pi_dequantize_row(j->w->type, (const uint8_t *)j->w->data + (size_t)r * j->w->row_bytes,
                           row, j->w->ne0);
         for (int t = 0; t < j->a->n; t++) {
@@ -107,9 +117,13 @@ static void mm_rows_exact(void *arg, int ith, int nth)
 void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t r0, int64_t r1,
                     float *y, int64_t ldy)
 {
-    mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type) };
+    int64_t rows = r1 - r0, want = (int64_t)pi_pool_size(pool) * CHUNKS_PER_THREAD;
+    int64_t chunk = (rows + want - 1) / want;
+    chunk = (chunk + 15) / 16 * 16;
+    mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type), chunk };
     bool exact = a->type != pi_type_get_traits(w->type)->vec_dot_type;
-    pi_pool_run(pool, exact ? mm_rows_exact : mm_rows, &j);
+    int64_t chunks = (rows + chunk - 1) / chunk;
+    pi_pool_for(pool, chunks, exact ? mm_rows_exact : mm_rows, &j);
 }
 
 void pi_matmul(pi_pool *pool, const pi_weight *w, const pi_acts *a, float *y, int64_t ldy)

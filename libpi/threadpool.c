@@ -1,21 +1,26 @@
 /*
- * threadpool: workers that spin, then sleep, waiting for the next job (see
- * threadpool.h).  A job is published by bumping `generation`; each worker
- * runs its share and decrements `pending`; the caller waits for zero.
+ * threadpool: chunked parallel loops (see threadpool.h).
+ *
+ * One 64-bit ticket holds the loop's generation (high half) and the next
+ * unclaimed chunk (low half).  A worker claims a chunk with a compare-and-
+ * swap that also checks the generation, so a worker that wakes late can never
+ * claim a chunk of a later loop with the previous loop's function: the loop
+ * description (fn, arg, n) is rewritten only after every chunk of the
+ * previous loop was claimed and finished, which moves the ticket on first.
  */
 #include "threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SPIN_ROUNDS 200000 /* roughly 100 us of spinning before sleeping */
+#define SPIN_ROUNDS 20000 /* ~1 ms of pause instructions before sleeping */
 
 typedef struct worker {
-    pi_pool *pool;
+    struct pi_pool *pool;
     pthread_t thread;
     int ith;
 } worker;
@@ -23,11 +28,15 @@ typedef struct worker {
 struct pi_pool {
     int n;
     worker *workers;
-    pi_pool_fn fn;
-    void *arg;
-    atomic_uint generation;
-    atomic_int pending;
-    atomic_bool stop;
+    _Atomic(pi_pool_fn) fn;
+    _Atomic(void *) arg;
+    _Atomic int64_t n_chunks;
+    /* Each hot atomic on its own cache line: they are written by different
+     * cores at different moments. */
+    _Alignas(64) _Atomic uint64_t ticket; /* generation << 32 | next chunk */
+    _Alignas(64) _Atomic int64_t done;    /* chunks finished in this generation */
+    _Alignas(64) atomic_uint generation;  /* what sleeping workers wait on */
+    _Alignas(64) atomic_bool stop;
     pthread_mutex_t mu;
     pthread_cond_t wake;
 };
@@ -39,7 +48,24 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Waits until the generation differs from `seen`; returns the new one. */
+/* Claims and runs chunks of generation gen until none are left. */
+static void run_chunks(pi_pool *p, uint32_t gen, int ith)
+{
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&p->ticket, memory_order_acquire);
+        uint32_t k = (uint32_t)t;
+        if ((uint32_t)(t >> 32) != gen || k >= atomic_load(&p->n_chunks))
+            return;
+        pi_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
+        if (!atomic_compare_exchange_weak_explicit(&p->ticket, &t, t + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(arg, k, ith);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+}
+
 static unsigned wait_job(pi_pool *p, unsigned seen)
 {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
@@ -65,8 +91,7 @@ static void *worker_main(void *arg)
         seen = wait_job(p, seen);
         if (atomic_load(&p->stop))
             return NULL;
-        p->fn(p->arg, w->ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        run_chunks(p, (uint32_t)(atomic_load(&p->ticket) >> 32), w->ith);
     }
 }
 
@@ -76,7 +101,11 @@ pi_pool *pi_pool_new(int n_threads, pi_err *err)
         pi_err_set(err, "thread count %d out of range (1 to 512)", n_threads);
         return NULL;
     }
-    pi_pool *p = calloc(1, sizeof *p);
+    /* aligned_alloc: the struct's cache-line alignment must hold on the heap. */
+    size_t size = (sizeof(pi_pool) + 63) / 64 * 64;
+    pi_pool *p = aligned_alloc(64, size);
+    if (p)
+        memset(p, 0, size);
     if (!p || !(p->workers = calloc((size_t)n_threads, sizeof *p->workers))) {
         free(p);
         pi_err_set(err, "out of memory");
@@ -88,7 +117,7 @@ pi_pool *pi_pool_new(int n_threads, pi_err *err)
     for (int i = 1; i < n_threads; i++) {
         p->workers[i] = (worker){ .pool = p, .ith = i };
         if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i])) {
-            p->n = i; /* the ones started so far are joined by free */
+            p->n = i; /* join the ones started so far */
             pi_pool_free(p);
             pi_err_set(err, "cannot start thread %d", i);
             return NULL;
@@ -116,31 +145,31 @@ void pi_pool_free(pi_pool *p)
 
 int pi_pool_size(const pi_pool *p) { return p->n; }
 
-void pi_pool_run(pi_pool *p, pi_pool_fn fn, void *arg)
+void pi_pool_for(pi_pool *p, int64_t n_chunks, pi_pool_fn fn, void *arg)
 {
-    if (p->n == 1) {
-        fn(arg, 0, 1);
+    if (n_chunks <= 0)
+        return;
+    if (p->n == 1 || n_chunks == 1) {
+        for (int64_t k = 0; k < n_chunks; k++)
+            fn(arg, k, 0);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->ticket, (uint64_t)gen << 32, memory_order_release);
     /* The lock orders the publish against a worker about to sleep. */
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        cpu_relax();
-}
-
-void pi_pool_split(long n, long grain, int ith, int nth, long *lo, long *hi)
-{
-    long units = (n + grain - 1) / grain;
-    long per = units / nth, extra = units % nth;
-    long a = ith * per + (ith < extra ? ith : extra);
-    long b = a + per + (ith < extra);
-    *lo = a * grain < n ? a * grain : n;
-    *hi = b * grain < n ? b * grain : n;
+    run_chunks(p, gen, 0);
+    /* Only chunks a worker claimed and has not finished remain. */
+    for (unsigned i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks; i++)
+        if (i % 4096 == 4095)
+            sched_yield();
+        else
+            cpu_relax();
 }
