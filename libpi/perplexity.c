@@ -17,14 +17,19 @@ static double nll_of(const float *logits, int n_vocab, int32_t target)
 }
 
 int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int stride,
-                  pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err)
+                  int score, pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err)
 {
     int nv = pi_ctx_model(c)->hp.n_vocab;
     if (n_ctx < 2 || n_ctx > pi_ctx_n_ctx(c))
         return pi_err_set(err, "perplexity window of %d tokens: must be 2 to %d", n_ctx,
                           pi_ctx_n_ctx(c));
-    if (stride < 1 || stride >= n_ctx)
-        return pi_err_set(err, "perplexity stride %d: must be 1 to %d", stride, n_ctx - 1);
+    if (stride < 1 || stride > n_ctx)
+        return pi_err_set(err, "perplexity stride %d: must be 1 to %d", stride, n_ctx);
+    if (score == 0)
+        score = stride < n_ctx ? stride : n_ctx / 2;
+    if (score < 1 || score >= n_ctx)
+        return pi_err_set(err, "perplexity scores %d tokens per window: must be 1 to %d", score,
+                          n_ctx - 1);
     if (n < n_ctx)
         return pi_err_set(err, "text has %lld tokens, fewer than one window of %d",
                           (long long)n, n_ctx);
@@ -39,8 +44,8 @@ int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int st
     for (int w = 0; w < n_windows; w++) {
         const int32_t *win = tokens + (int64_t)w * stride;
         pi_ctx_truncate(c, 0);
-        /* Positions p predict win[p + 1]; those scored are the last stride. */
-        int first = n_ctx - 1 - stride;
+        /* Positions p predict win[p + 1]; those scored are the last `score`. */
+        int first = n_ctx - 1 - score;
         for (int p = 0; p < n_ctx - 1; p += batch) {
             int b = n_ctx - 1 - p < batch ? n_ctx - 1 - p : batch;
             bool want = p + b > first;

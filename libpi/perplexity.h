@@ -2,12 +2,12 @@
  * perplexity: how well the model predicts a token sequence.
  *
  * Windows of n_ctx tokens start every `stride` tokens; each window is
- * evaluated from an empty cache and scores only its last `stride` tokens
- * (the first window scores its last stride tokens too), so every scored
- * token is predicted with at least n_ctx - stride tokens of context and none
- * is scored twice.  stride == n_ctx / 2 is the usual choice; llama.cpp's
- * `perplexity` tool scores the second half of non-overlapping windows,
- * which differs only in skipping every other half-window.
+ * evaluated from an empty cache and scores only its last `score` tokens.
+ * With score == stride (the default, score 0) every scored token is
+ * predicted with at least n_ctx - stride tokens of context and none is scored
+ * twice; stride == n_ctx / 2 is the usual choice.  llama.cpp's `perplexity`
+ * tool is stride == n_ctx, score == n_ctx / 2: the second half of
+ * non-overlapping windows.
  */
 #ifndef PI_PERPLEXITY_H
 #define PI_PERPLEXITY_H
@@ -28,6 +28,6 @@ typedef struct pi_ppl {
 typedef void (*pi_ppl_progress)(void *user, int window, int n_windows, const pi_ppl *now);
 
 int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int stride,
-                  pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err);
+                  int score, pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err);
 
 #endif

@@ -215,6 +215,7 @@ static void test_kernel_table_lists_exactly_the_tested_types(void **state)
             fail_msg("type %s: kernel %s, test case %s", pi_type_name(t),
                      pi_cuda_can_dequantize((pi_type)t) ? "yes" : "no", tested ? "yes" : "no");
 #else
+        (void)tested; /* CPU-only build: no kernel may claim any type */
         assert_false(pi_cuda_can_dequantize((pi_type)t));
 #endif
     }

@@ -23,7 +23,7 @@ static const char *prog = "pi-run";
 
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
-    int n_predict, threads, ctx, batch, ppl_stride;
+    int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
     bool chat, json, quiet, no_special, ignore_eos;
     pi_sample_params sp;
 } opts;
@@ -57,7 +57,9 @@ static void usage(FILE *f)
         "      --ignore-eos        keep generating past end-of-generation tokens\n"
         "      --no-special        treat <|...|> in the prompt as plain text\n"
         "      --perplexity FILE   report perplexity of FILE instead of generating\n"
-        "      --ppl-stride N      tokens scored per window (default ctx-size / 2)\n"
+        "      --ppl-stride N      a window starts every N tokens (default ctx-size / 2)\n"
+        "      --ppl-score N       tokens scored per window, its last (default: stride;\n"
+        "                          -c 512 --ppl-stride 512 --ppl-score 256 is llama.cpp's)\n"
         "      --json              print one JSON object with the text and statistics\n"
         "  -q, --quiet             no statistics on stderr\n"
         "      --config FILE       read options from a YAML file\n"
@@ -84,7 +86,7 @@ static int num(const char *opt, const char *arg, double lo, double hi, double *o
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, JSON,
+    enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
            NOSPECIAL, IGNEOS };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
@@ -94,7 +96,7 @@ static int parse_args(int argc, char **argv, opts *o)
         { "temp", 1, 0, TEMP }, { "top-k", 1, 0, TOPK }, { "top-p", 1, 0, TOPP },
         { "min-p", 1, 0, MINP }, { "repeat-penalty", 1, 0, RPEN },
         { "repeat-last-n", 1, 0, RLAST }, { "perplexity", 1, 0, PPL },
-        { "ppl-stride", 1, 0, STRIDE }, { "json", 0, 0, JSON },
+        { "ppl-stride", 1, 0, STRIDE }, { "ppl-score", 1, 0, SCORE }, { "json", 0, 0, JSON },
         { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS }, { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -127,6 +129,7 @@ static int parse_args(int argc, char **argv, opts *o)
             o->sp.repeat_last_n = (int)v; break;
         case PPL: o->ppl_file = optarg; break;
         case STRIDE: rc = num("ppl-stride", optarg, 1, 1 << 20, &v); o->ppl_stride = (int)v; break;
+        case SCORE: rc = num("ppl-score", optarg, 1, 1 << 20, &v); o->ppl_score = (int)v; break;
         case JSON: o->json = true; break;
         case NOSPECIAL: o->no_special = true; break;
         case IGNEOS: o->ignore_eos = true; break;
@@ -229,8 +232,9 @@ static int perplexity(run *r)
     pi_ppl p;
     double t0 = now();
     bool show = !r->o->quiet && isatty(2);
-    rc = pi_perplexity(r->ctx, ids, (int64_t)n, win, stride, &p, show ? ppl_progress : NULL,
-                       NULL, &err);
+    int score = r->o->ppl_score ? r->o->ppl_score : (stride < win ? stride : win / 2);
+    rc = pi_perplexity(r->ctx, ids, (int64_t)n, win, stride, score, &p,
+                       show ? ppl_progress : NULL, NULL, &err);
     double dt = now() - t0;
     free(ids);
     if (rc) {
@@ -239,11 +243,12 @@ static int perplexity(run *r)
     }
     if (r->o->json)
         printf("{\"perplexity\": %.6f, \"nll\": %.6f, \"tokens_scored\": %" PRId64
-               ", \"windows\": %d, \"context\": %d, \"stride\": %d, \"tokens\": %zu, "
-               "\"seconds\": %.3f}\n", p.ppl, p.nll, p.n_scored, p.n_windows, win, stride, n, dt);
+               ", \"windows\": %d, \"context\": %d, \"stride\": %d, \"scored_per_window\": %d, "
+               "\"tokens\": %zu, \"seconds\": %.3f}\n", p.ppl, p.nll, p.n_scored, p.n_windows, win,
+               stride, score, n, dt);
     else
-        printf("perplexity: %.4f over %" PRId64 " tokens (%d windows of %d, stride %d; "
-               "%.1f s)\n", p.ppl, p.n_scored, p.n_windows, win, stride, dt);
+        printf("perplexity: %.4f over %" PRId64 " tokens (%d windows of %d, stride %d, last %d "
+               "scored; %.1f s)\n", p.ppl, p.n_scored, p.n_windows, win, stride, score, dt);
     return 0;
 }
 
