@@ -19,6 +19,7 @@
 #include "ffn.h"
 #include "matmul.h"
 #include "threadpool.h"
+#include "vec.h"
 
 struct pi_ctx {
     const pi_model *m;
@@ -125,10 +126,7 @@ static void rmsnorm(float *out, const float *x, const pi_weight *w, int n, int64
     const float *wf = w->data; /* norms are F32 (checked at load) */
     for (int t = 0; t < n; t++) {
         const float *xr = x + t * d;
-        double ss = 0.0;
-        for (int64_t i = 0; i < d; i++)
-            ss += (double)xr[i] * xr[i];
-        float s = (float)(1.0 / sqrt(ss / (double)d + eps));
+        float s = (float)(1.0 / sqrt(pi_vec_sumsq(d, xr) / (double)d + eps));
         for (int64_t i = 0; i < d; i++)
             out[t * d + i] = xr[i] * s * wf[i];
     }
@@ -213,11 +211,7 @@ static void attend(pi_ctx *c, int il, int t, int h, float *att)
     int len = c->n_past + t + 1;
     float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
     for (int p = 0; p < len; p++) {
-        const float *k = kc + (size_t)p * kvd;
-        float s = 0.0f;
-        for (int i = 0; i < hd; i++)
-            s += q[i] * k[i];
-        att[p] = s * scale;
+        att[p] = pi_vec_dot(hd, q, kc + (size_t)p * kvd) * scale;
         mx = att[p] > mx ? att[p] : mx;
     }
     float sum = 0.0f;
@@ -225,12 +219,8 @@ static void attend(pi_ctx *c, int il, int t, int h, float *att)
         sum += att[p] = expf(att[p] - mx);
     float *out = c->attn + t * qd + h * hd;
     memset(out, 0, (size_t)hd * sizeof(float));
-    for (int p = 0; p < len; p++) {
-        const float *v = vc + (size_t)p * kvd;
-        float w = att[p] / sum;
-        for (int i = 0; i < hd; i++)
-            out[i] += w * v[i];
-    }
+    for (int p = 0; p < len; p++)
+        pi_vec_axpy(hd, att[p] / sum, vc + (size_t)p * kvd, out);
 }
 
 static void attn_worker(void *arg, int64_t i, int ith)
