@@ -12,7 +12,8 @@ Two precisions are checked:
   fast    the default path (activations quantised to Q8 for the integer dot
           products, as llama.cpp does): logits within 0.1 of max|ref| (measured
           ~0.03, llama.cpp itself differs from the reference by 0.044), and the
-          same most likely next token.
+          same most likely next token unless the reference's top two are closer
+          than the fast path's measured error.
 Real models are used when present (make model); synthetic random-weight GGUFs
 of each supported architecture (tests/ref/synth.py) always.
 """
@@ -71,9 +72,14 @@ def compare(label, path, prompts, greedy_n, tmp, fast=True):
         if fast:
             q = pi_logits(path, ids, False, tmp)
             err = float(np.abs(q - r).max()) / scale
+            # The fast path may swap two tokens whose reference logits are
+            # closer than its own error; any other choice is a failure.
+            top, mine = int(r.argmax()), int(q.argmax())
+            near_tie = float(r[top] - r[mine]) <= err * scale
             check(f"{label} prompt {i}: fast logits and argmax",
-                  err < FAST_TOL and int(q.argmax()) == int(r.argmax()),
-                  f"max rel err {err:.2e}, argmax {int(q.argmax())} vs {int(r.argmax())}")
+                  err < FAST_TOL and (mine == top or near_tie),
+                  f"max rel err {err:.2e}, argmax {mine} vs {top}"
+                  + (f" (a near tie: {float(r[top] - r[mine]):.3f} apart)" if mine != top else ""))
     if greedy_n:
         ids = prompts[0]
         want = m.greedy(ids, greedy_n)
