@@ -95,6 +95,14 @@ if [ -f "$model" ]; then
     t "SmolLM2: greedy says Paris" grep -q "^ Paris" <<<"$out"
     out=$("$bin" -m "$model" --chat -p "What is the capital of France? Answer in one word." -n 16 --temp 0 -q)
     t "SmolLM2: --chat answers and stops at the end of its turn" bash -c "grep -qi paris <<<'$out' && ! grep -q 'im_end' <<<'$out'"
+    "$bin" -m "$model" -p "Once upon a time" -n 64 -c 2048 --ignore-eos --json >"$tmp/mem" 2>/dev/null
+    # KV cache: 30 layers x 2048 positions x (3 kv heads x 64) x K and V x 4 bytes.
+    t "SmolLM2: peak RSS under file size + KV cache + 64 MiB" python3 -c "
+import json, os, sys
+rss = json.load(open('$tmp/mem'))['peak_rss_bytes']
+limit = os.path.getsize('$model') + 30 * 2048 * 192 * 2 * 4 + 64 * 2**20
+print(f'    peak RSS {rss / 2**20:.1f} MiB, limit {limit / 2**20:.1f} MiB')
+sys.exit(not 0 < rss < limit)"
     head -c 20000 /usr/share/common-licenses/GPL-3 >"$tmp/gpl.txt"
     "$bin" -m "$model" --perplexity "$tmp/gpl.txt" -c 256 --json -q >"$tmp/ppl" 2>"$tmp/err"
     t "SmolLM2: perplexity of licence text is finite and low" python3 -c "
