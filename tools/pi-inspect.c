@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "gguf.h"
 #include "json.h"
 #include "quant.h"
+#include "tool.h"
 
 static const char *prog = "pi-inspect";
 
@@ -212,8 +212,9 @@ static int print_key(const pi_gguf *g, const opts *o)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, opts *o)
+static int parse_args(int argc, char **argv, void *opts_out)
 {
+    opts *o = opts_out;
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },       { "key", required_argument, NULL, 'k' },
         { "max-array", required_argument, NULL, 'a' }, { "full", no_argument, NULL, 'F' },
@@ -259,21 +260,13 @@ int main(int argc, char **argv)
     opts o;
     pi_err err;
     pi_args args;
-    if (pi_args_expand(argc, argv, &args, &err)) {
-        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, err.msg, prog);
-        return 2;
-    }
-    int rc = parse_args(args.argc, args.argv, &o);
-    if (rc) {
-        fprintf(stderr, "Try '%s --help'.\n", prog);
-        pi_args_free(&args);
+    int rc = tool_args(prog, argc, argv, &args, parse_args, &o);
+    if (rc)
         return rc;
-    }
     pi_gguf *g = pi_gguf_open(o.path, &err);
     if (!g) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
-        pi_args_free(&args);
-        return 1;
+        return tool_exit(prog, &args, 1);
     }
     if (o.key)
         rc = print_key(g, &o);
@@ -282,10 +275,5 @@ int main(int argc, char **argv)
     else
         print_text(g, &o);
     pi_gguf_close(g);
-    pi_args_free(&args);
-    if (fflush(stdout) || ferror(stdout)) {
-        fprintf(stderr, "%s: write error on standard output\n", prog);
-        return 1;
-    }
-    return rc;
+    return tool_exit(prog, &args, rc);
 }

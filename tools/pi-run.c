@@ -11,12 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "forward.h"
 #include "json.h"
 #include "perplexity.h"
 #include "sample.h"
 #include "tokenizer.h"
+#include "tool.h"
 
 static const char *prog = "pi-run";
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -84,8 +84,9 @@ static int num(const char *opt, const char *arg, double lo, double hi, double *o
     return 0;
 }
 
-static int parse_args(int argc, char **argv, opts *o)
+static int parse_args(int argc, char **argv, void *opts_out)
 {
+    opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
            NOSPECIAL, IGNEOS };
     static const struct option lo[] = {
@@ -389,16 +390,9 @@ int main(int argc, char **argv)
     opts o;
     pi_err err;
     pi_args args;
-    if (pi_args_expand(argc, argv, &args, &err)) {
-        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, err.msg, prog);
-        return 2;
-    }
-    int rc = parse_args(args.argc, args.argv, &o);
-    if (rc) {
-        fprintf(stderr, "Try '%s --help'.\n", prog);
-        pi_args_free(&args);
+    int rc = tool_args(prog, argc, argv, &args, parse_args, &o);
+    if (rc)
         return rc;
-    }
     run r = { .o = &o };
     r.m = pi_model_open(o.model, &err);
     if (r.m)
@@ -416,10 +410,5 @@ int main(int argc, char **argv)
     pi_ctx_free(r.ctx);
     pi_tokenizer_free(r.tok);
     pi_model_close(r.m);
-    pi_args_free(&args);
-    if (fflush(stdout) || ferror(stdout)) {
-        fprintf(stderr, "%s: write error on standard output\n", prog);
-        return 1;
-    }
-    return rc;
+    return tool_exit(prog, &args, rc);
 }
