@@ -56,6 +56,10 @@ $(BUILD)/libpi/%_avx2.o: libpi/%_avx2.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SIMD_AVX2) -MMD -c $< -o $@
 
+$(BUILD)/libpi/%_avx512.o: libpi/%_avx512.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -MMD -c $< -o $@
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -c $< -o $@

@@ -4,16 +4,21 @@
  * Measures (1) the machine's read bandwidth with a plain streaming sum over
  * a buffer far larger than the caches and over one that fits in the last
  * level cache, with 1 and 2 threads; (2) for every weight type with a dot
- * product, a matrix-vector product (one pi_vec_dot_fn call per row, rows
- * split between threads) over a large out-of-cache matrix and a small
- * in-cache one, with each ISA's kernel.  Speed is reported as GB/s of weight
- * bytes read (1 GB = 1e9 bytes) and, out of cache, as a fraction of the
- * streaming bandwidth with the same thread count.
+ * product, a matrix-vector product (rows split between threads) over a
+ * large out-of-cache matrix and a small in-cache one, with each kernel this
+ * CPU has: each ISA's single kernel (one pi_vec_dot_fn call per row), and
+ * the batched kernel (pi_vec_dot_nx_fn, what matmul uses) with one packed
+ * activation row, as in decoding, and with four, as in prompt processing.
+ * Speed is reported as GB/s of weight bytes read (1 GB = 1e9 bytes) times
+ * the number of activation rows, so that every figure counts dot products
+ * done, and, out of cache, as a fraction of the streaming bandwidth with
+ * the same thread count.
  *
  * Everything is allocated and filled before timing; each figure is the best
  * of several repetitions (after a warm-up in cache), taken in two rounds
  * over all types.  BENCH_QUICK=1 shrinks the buffers and repetitions for a
- * fast smoke run.  Usage: bench_dot [TYPE...]
+ * fast smoke run; BENCH_COLS=n sets the row length (default 4096; the
+ * default model's rows have 576 and 1536).  Usage: bench_dot [TYPE...]
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -32,7 +37,9 @@
 
 #define MIB ((size_t)1 << 20)
 #define MAX_THREADS 2
-#define N_COLS 4096 /* row length: a typical hidden size, a multiple of 256 */
+#define MAX_COLS 65536
+/* Row length: a typical hidden size by default (BENCH_COLS). */
+static int g_cols = 4096;
 
 typedef struct {
     size_t bw_big, bw_small;   /* streaming-sum buffer sizes */
@@ -298,8 +305,20 @@ static void fill_matrix(pi_type type, uint8_t *buf, size_t size)
 
 /* ---- matrix-vector products -------------------------------------------- */
 
+/* The kernels compared for each type: each ISA's single kernel, then the
+ * best batched kernel with one and with BATCH_ROWS activation rows. */
+enum { K_BATCH1 = PI_ISA_COUNT, K_BATCH4, N_KERNELS };
+#define BATCH_ROWS 4
+
+static const char *kernel_name(int k)
+{
+    return k == K_BATCH1 ? "batch x1" : k == K_BATCH4 ? "batch x4" : pi_isa_name((pi_isa)k);
+}
+
 typedef struct {
     pi_vec_dot_fn dot;
+    pi_vec_dot_nx_fn nx; /* used instead of dot when set */
+    int n_acts;          /* rows of act, packed, for nx */
     const uint8_t *w;
     size_t row_bytes;
     int64_t rows;
@@ -313,8 +332,13 @@ static void matvec_work(void *varg, int tid, int nthreads)
     matvec_job *job = varg;
     int64_t r0 = job->rows * tid / nthreads, r1 = job->rows * (tid + 1) / nthreads;
     for (int i = 0; i < job->inner; i++)
-        for (int64_t r = r0; r < r1; r++)
-            job->y[r] = job->dot(N_COLS, job->w + (size_t)r * job->row_bytes, job->act);
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+            if (job->nx)
+                job->nx(g_cols, row, job->act, job->n_acts, job->y + r * BATCH_ROWS, 1);
+            else
+                job->y[r] = job->dot(g_cols, row, job->act);
+        }
 }
 
 /* GB/s of weight bytes for one kernel over the first `bytes` of the matrix. */
@@ -328,40 +352,80 @@ static double matvec_rate(pool *p, matvec_job job, size_t bytes, int in_cache, i
         job.inner = (int)(min_time / (t > 1e-6 ? t : 1e-6)) + 1;
     }
     double t = best_time(p, matvec_work, &job, reps, in_cache);
-    return (double)job.rows * (double)job.row_bytes * job.inner / t / 1e9;
+    int acts = job.nx ? job.n_acts : 1;
+    return (double)job.rows * (double)job.row_bytes * job.inner * acts / t / 1e9;
 }
 
 /* The scalar and best kernels must agree on the benchmark matrix too, or
  * the numbers would time a broken kernel. */
-static void sanity_check(pi_type type, const matvec_job *job, pi_vec_dot_fn scalar)
+static void sanity_check(pi_type type, const matvec_job *job, pi_vec_dot_fn scalar,
+                         const void *plain_act)
 {
     for (int64_t r = 0; r < 8; r++) {
         const uint8_t *row = job->w + (size_t)r * job->row_bytes;
-        float a = job->dot(N_COLS, row, job->act), b = scalar(N_COLS, row, job->act);
+        float a[BATCH_ROWS], b = scalar(g_cols, row, plain_act);
+        if (job->nx)
+            job->nx(g_cols, row, job->act, job->n_acts, a, 1);
+        else
+            a[0] = job->dot(g_cols, row, job->act);
         float tol = 1e-3f * ((b < 0 ? -b : b) + 1.0f); /* values are O(1) */
-        if (a - b > tol || b - a > tol)
+        if (a[0] - b > tol || b - a[0] > tol)
             fprintf(stderr, "bench_dot: %s: kernels disagree on row %lld: %g vs %g\n",
-                    pi_type_name(type), (long long)r, a, b);
+                    pi_type_name(type), (long long)r, a[0], b);
     }
 }
 
 typedef struct {
-    double out[PI_ISA_COUNT][MAX_THREADS]; /* out of cache, by ISA and threads-1 */
-    double in[PI_ISA_COUNT][MAX_THREADS];
+    double out[N_KERNELS][MAX_THREADS]; /* out of cache, by kernel and threads-1 */
+    double in[N_KERNELS][MAX_THREADS];
 } type_result;
 
-static void *quantised_activation(pi_type type)
+/* One activation row: plain, packed as a batch of one, and packed as each
+ * row of a batch of BATCH_ROWS (the packed ones NULL for types without a
+ * packed form). */
+typedef struct {
+    void *plain, *packed1, *packed4;
+} act_forms;
+
+static act_forms activations(pi_type type)
 {
     pi_type at = pi_type_get_traits(type)->vec_dot_type;
-    float x[N_COLS];
-    for (int i = 0; i < N_COLS; i++)
+    size_t psize = pi_dot_pack_size(type, g_cols);
+    act_forms a = {malloc(pi_row_size(at, g_cols)), psize ? malloc(psize) : NULL,
+                   psize ? malloc(psize * BATCH_ROWS) : NULL};
+    float *x = malloc((size_t)g_cols * sizeof *x);
+    if (!x || !a.plain || (psize && (!a.packed1 || !a.packed4))) {
+        fprintf(stderr, "bench_dot: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < g_cols; i++)
         x[i] = (float)((int64_t)(xorshift() % 2001) - 1000) / 1000.0f;
-    void *act = malloc(pi_row_size(at, N_COLS));
-    if (!act || pi_quantize_row(at, x, act, N_COLS) != 0) {
+    int bad = pi_quantize_row(at, x, a.plain, g_cols) != 0;
+    if (psize) {
+        bad |= pi_dot_pack_row(type, x, g_cols, a.packed1, 1, 0) != 0;
+        for (int t = 0; t < BATCH_ROWS; t++)
+            bad |= pi_dot_pack_row(type, x, g_cols, a.packed4, BATCH_ROWS, t) != 0;
+    }
+    if (bad) {
         fprintf(stderr, "bench_dot: cannot quantise activations for %s\n", pi_type_name(type));
         exit(1);
     }
-    return act;
+    free(x);
+    return a;
+}
+
+/* Kernel k's job, or a job with neither function if this CPU has none. */
+static matvec_job kernel_job(pi_type type, int k, matvec_job job, const act_forms *a)
+{
+    if (k < PI_ISA_COUNT) {
+        job.dot = pi_vec_dot_get_isa(type, (pi_isa)k);
+        job.act = a->plain;
+        return job;
+    }
+    job.nx = a->packed1 ? pi_vec_dot_nx_get(type) : NULL;
+    job.n_acts = k == K_BATCH1 ? 1 : BATCH_ROWS;
+    job.act = k == K_BATCH1 ? a->packed1 : a->packed4;
+    return job;
 }
 
 static type_result bench_type(pi_type type, uint8_t *mat, float *y, pool *pools,
@@ -369,33 +433,36 @@ static type_result bench_type(pi_type type, uint8_t *mat, float *y, pool *pools,
 {
     type_result res;
     memset(&res, 0, sizeof res);
-    matvec_job job = {NULL, mat, pi_row_size(type, N_COLS), 0, quantised_activation(type), y, 1};
+    act_forms a = activations(type);
+    matvec_job base = {NULL, NULL, 1, mat, pi_row_size(type, g_cols), 0, NULL, y, 1};
     fill_matrix(type, mat, cfg->mat_big);
-    for (int isa = 0; isa < PI_ISA_COUNT; isa++) {
-        job.dot = pi_vec_dot_get_isa(type, (pi_isa)isa);
-        if (!job.dot)
+    for (int k = 0; k < N_KERNELS; k++) {
+        matvec_job job = kernel_job(type, k, base, &a);
+        if (!job.dot && !job.nx)
             continue;
-        sanity_check(type, &job, pi_vec_dot_get_isa(type, PI_ISA_SCALAR));
-        int slow = isa == PI_ISA_SCALAR;
+        sanity_check(type, &job, pi_vec_dot_get_isa(type, PI_ISA_SCALAR), a.plain);
+        int slow = k == PI_ISA_SCALAR;
         for (int t = 0; t < MAX_THREADS; t++) {
-            res.out[isa][t] = matvec_rate(&pools[t], job, cfg->mat_big, 0,
-                                          slow ? cfg->reps_slow : cfg->reps, 0);
-            res.in[isa][t] = matvec_rate(&pools[t], job, cfg->mat_small, 1, cfg->reps,
-                                         cfg->min_time);
+            res.out[k][t] = matvec_rate(&pools[t], job, cfg->mat_big, 0,
+                                        slow ? cfg->reps_slow : cfg->reps, 0);
+            res.in[k][t] = matvec_rate(&pools[t], job, cfg->mat_small, 1, cfg->reps,
+                                       cfg->min_time);
         }
     }
-    free((void *)job.act);
+    free(a.plain);
+    free(a.packed1);
+    free(a.packed4);
     return res;
 }
 
 static void keep_best(type_result *best, const type_result *r)
 {
-    for (int isa = 0; isa < PI_ISA_COUNT; isa++)
+    for (int k = 0; k < N_KERNELS; k++)
         for (int t = 0; t < MAX_THREADS; t++) {
-            if (r->out[isa][t] > best->out[isa][t])
-                best->out[isa][t] = r->out[isa][t];
-            if (r->in[isa][t] > best->in[isa][t])
-                best->in[isa][t] = r->in[isa][t];
+            if (r->out[k][t] > best->out[k][t])
+                best->out[k][t] = r->out[k][t];
+            if (r->in[k][t] > best->in[k][t])
+                best->in[k][t] = r->in[k][t];
         }
 }
 
@@ -425,21 +492,26 @@ static void print_header(const bench_config *cfg, const double bw[2][2][MAX_THRE
            (double)(cfg->bw_big / MIB), bw[0][0][0], bw[1][0][0], bw[0][0][1], bw[1][0][1]);
     printf("  %6.0f MiB buffer: 1 thread %5.1f | %5.1f   2 threads %5.1f | %5.1f\n",
            (double)(cfg->bw_small / MIB), bw[0][1][0], bw[1][1][0], bw[0][1][1], bw[1][1][1]);
-    printf("\nMatrix-vector product, %d columns, GB/s of weights read "
-           "(%% = of the better streaming bandwidth, same threads)\n",
-           N_COLS);
-    printf("        | %.0f MiB matrix (out of cache)                          | %.0f MiB matrix (in cache)\n",
+    printf("\nMatrix-vector product, %d columns, GB/s of weights read times activation "
+           "rows\n(%% = of the better streaming bandwidth, same threads; batch x%d reads the "
+           "weights once for %d rows)\n",
+           g_cols, BATCH_ROWS, BATCH_ROWS);
+    printf("                   | %4.0f MiB matrix (out of cache)  | %.0f MiB matrix (in cache)\n",
            (double)(cfg->mat_big / MIB), (double)(cfg->mat_small / MIB));
-    printf("type    | scalar 1T  scalar 2T  avx2 1T        avx2 2T          "
-           "| scalar 1T  scalar 2T  avx2 1T  avx2 2T\n");
+    printf("type    kernel     |     1 thread       2 threads    |  1 thread  2 threads\n");
 }
 
-static void print_row(pi_type type, const type_result *r, const double bw[MAX_THREADS])
+static void print_rows(pi_type type, const type_result *r, const double bw[MAX_THREADS])
 {
-    printf("%-7s | %9.2f  %9.2f  %6.2f (%3.0f%%)  %6.2f (%3.0f%%)   | %9.2f  %9.2f  %7.2f  %7.2f\n",
-           pi_type_name(type), r->out[0][0], r->out[0][1], r->out[1][0],
-           100.0 * r->out[1][0] / bw[0], r->out[1][1], 100.0 * r->out[1][1] / bw[1],
-           r->in[0][0], r->in[0][1], r->in[1][0], r->in[1][1]);
+    const char *name = pi_type_name(type);
+    for (int k = 0; k < N_KERNELS; k++) {
+        if (r->out[k][0] == 0.0)
+            continue;
+        printf("%-7s %-10s | %6.2f (%3.0f%%)  %6.2f (%3.0f%%)  | %8.2f  %8.2f\n", name,
+               kernel_name(k), r->out[k][0], 100.0 * r->out[k][0] / bw[0], r->out[k][1],
+               100.0 * r->out[k][1] / bw[1], r->in[k][0], r->in[k][1]);
+        name = "";
+    }
     fflush(stdout);
 }
 
@@ -451,14 +523,26 @@ static const pi_type k_types[] = {
 
 static bench_config config(void)
 {
+    const char *cols = getenv("BENCH_COLS");
+    if (cols && *cols) {
+        g_cols = atoi(cols);
+        if (g_cols <= 0 || g_cols % 32 != 0 || g_cols > MAX_COLS) {
+            fprintf(stderr, "bench_dot: BENCH_COLS must be a multiple of 32 up to %d\n", MAX_COLS);
+            exit(2);
+        }
+    }
     const char *q = getenv("BENCH_QUICK");
     if (q && *q && strcmp(q, "0") != 0)
         return (bench_config){256 * MIB, 16 * MIB, 64 * MIB, 4 * MIB, 2, 1, 0.01};
     return (bench_config){1024 * MIB, 32 * MIB, 512 * MIB, 16 * MIB, 5, 2, 0.05};
 }
 
+/* Types named on the command line (all by default) whose blocks fit the
+ * row length. */
 static int selected(pi_type type, int argc, char **argv)
 {
+    if (pi_row_size(type, g_cols) == 0)
+        return 0;
     if (argc < 2)
         return 1;
     for (int i = 1; i < argc; i++)
@@ -484,7 +568,7 @@ int main(int argc, char **argv)
     type_result res[N_TYPES];
     int ran[N_TYPES] = {0};
     uint8_t *mat = aligned_alloc(64, cfg.mat_big);
-    float *y = malloc(cfg.mat_big / 64 * sizeof *y); /* rows <= bytes / 64 */
+    float *y = malloc(cfg.mat_big / 64 * BATCH_ROWS * sizeof *y); /* rows <= bytes / 64 */
     if (!mat || !y) {
         fprintf(stderr, "bench_dot: out of memory\n");
         return 1;
@@ -510,7 +594,7 @@ int main(int argc, char **argv)
         best[t] = bw[0][0][t] > bw[1][0][t] ? bw[0][0][t] : bw[1][0][t];
     for (size_t i = 0; i < N_TYPES; i++)
         if (ran[i])
-            print_row(k_types[i], &res[i], best);
+            print_rows(k_types[i], &res[i], best);
     for (int t = 0; t < MAX_THREADS; t++)
         pool_stop(&pools[t]);
     return 0;

@@ -109,13 +109,16 @@ static void apply_isa_cap(pi_cpu *c)
     strncpy(c->isa_env, env, sizeof c->isa_env - 1);
     bool scalar = strcmp(env, "scalar") == 0;
     bool avx2 = strcmp(env, "avx2") == 0;
-    c->isa_env_valid = scalar || avx2;
+    bool avx512 = strcmp(env, "avx512") == 0;
+    c->isa_env_valid = scalar || avx2 || avx512;
     if (!c->isa_env_valid)
         return;
 
+    c->amx_tile = c->amx_int8 = c->amx_bf16 = false;
+    if (avx512)
+        return;
     c->avx512f = c->avx512bw = c->avx512vl = c->avx512_vnni = false;
     c->avx_vnni = false;
-    c->amx_tile = c->amx_int8 = c->amx_bf16 = false;
     if (scalar)
         c->avx = c->avx2 = c->fma = c->f16c = false;
 }

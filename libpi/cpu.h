@@ -10,7 +10,8 @@
  * kernels can be switched off for testing and bug reports:
  *   PI_ISA=scalar   report no SIMD beyond the x86-64 baseline;
  *   PI_ISA=avx2     report AVX2/FMA/F16C but nothing newer (no AVX-512,
- *                   VNNI or AMX).
+ *                   VNNI or AMX);
+ *   PI_ISA=avx512   report up to AVX-512 (with VNNI) but no AMX.
  * It is read once, at the first call; other values are ignored and flagged.
  * The accessor returns a pointer to a process-wide constant; callers never
  * free it.

@@ -34,6 +34,21 @@ struct pi_ctx {
     size_t bytes;
 };
 
+/* Bytes of one activation row in the largest form any matrix of m takes. */
+static size_t acts_row_bytes(const pi_model *m)
+{
+    size_t most = pi_acts_row_bytes(m->output.type, m->output.ne0);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const pi_layer *l = &m->layers[il];
+        const pi_weight *ws[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down };
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            size_t b = pi_acts_row_bytes(ws[i]->type, ws[i]->ne0);
+            most = b > most ? b : most;
+        }
+    }
+    return most;
+}
+
 static void *alloc(pi_ctx *c, size_t n, size_t elem)
 {
     c->bytes += n * elem;
@@ -59,8 +74,6 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     }
     size_t kv = (size_t)hp->n_head_kv * hp->head_dim, q = (size_t)hp->n_head * hp->head_dim;
     size_t d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff, B = (size_t)c->n_batch;
-    size_t widest = ff > d ? ff : d;
-    widest = widest > q ? widest : q;
     c->k_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
     c->v_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
     c->rope_freq = alloc(c, (size_t)hp->n_rot / 2, sizeof(float));
@@ -74,8 +87,7 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->logits_tmp = NULL;
     c->ffn.gate = alloc(c, B * ff, sizeof(float));
     c->ffn.up = alloc(c, B * ff, sizeof(float));
-    /* Q8_K is the largest activation form per element (292 bytes / 256). */
-    c->ffn.acts = alloc(c, B * (widest / 32 + 1) * 40, 1);
+    c->ffn.acts = alloc(c, B * acts_row_bytes(m), 1);
     if (!c->k_cache || !c->v_cache || !c->rope_freq || !c->x || !c->xn || !c->q || !c->k ||
         !c->v || !c->attn || !c->att || !c->ffn.gate || !c->ffn.up || !c->ffn.acts) {
         pi_ctx_free(c);

@@ -7,26 +7,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The packed form only where a batched kernel will read it. */
+static size_t packed_row_bytes(pi_type wtype, int64_t n)
+{
+    return pi_vec_dot_nx_get(wtype) ? pi_dot_pack_size(wtype, n) : 0;
+}
+
 size_t pi_acts_row_bytes(pi_type wtype, int64_t n)
 {
     const pi_type_traits *tr = pi_type_get_traits(wtype);
-    return tr ? pi_row_size(tr->vec_dot_type, n) : 0;
+    if (!tr)
+        return 0;
+    size_t plain = pi_row_size(tr->vec_dot_type, n), packed = packed_row_bytes(wtype, n);
+    return packed ? packed : plain;
 }
 
 typedef struct quant_job {
-    pi_type type;
+    pi_type wtype, type;
     const float *x;
     int n;
     int64_t ne;
     uint8_t *buf;
     size_t row_bytes;
+    bool packed;
 } quant_job;
 
 static void quant_row(void *arg, int64_t t, int ith)
 {
     const quant_job *j = arg;
     (void)ith;
-    pi_quantize_row(j->type, j->x + t * j->ne, j->buf + (size_t)t * j->row_bytes, j->ne);
+    if (j->packed)
+        pi_dot_pack_row(j->wtype, j->x + t * j->ne, j->ne, j->buf, j->n, (int)t);
+    else
+        pi_quantize_row(j->type, j->x + t * j->ne, j->buf + (size_t)t * j->row_bytes, j->ne);
 }
 
 pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, int64_t ne,
@@ -38,7 +51,12 @@ pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, in
         a.data = x;
         return a;
     }
-    quant_job j = { vt, x, n, ne, buf, a.row_bytes };
+    size_t packed = packed_row_bytes(wtype, ne);
+    if (packed) {
+        a.row_bytes = packed;
+        a.packed = true;
+    }
+    quant_job j = { wtype, vt, x, n, ne, buf, a.row_bytes, a.packed };
     pi_pool_for(pool, n, quant_row, &j);
     a.data = buf;
     return a;
@@ -57,7 +75,8 @@ typedef struct mm_job {
     float *y;
     int64_t ldy;
     pi_vec_dot_fn dot;
-    int64_t chunk; /* rows per chunk */
+    pi_vec_dot_nx_fn dot_nx; /* for packed activations */
+    int64_t chunk;           /* rows per chunk */
 } mm_job;
 
 /* Rows go out in a few chunks per thread: claiming a chunk is a contended
@@ -81,6 +100,17 @@ static void mm_rows(void *arg, int64_t chunk, int ith)
     chunk_rows(j, chunk, &lo, &hi);
     const uint8_t *w = j->w->data;
     const uint8_t *a = j->a->data;
+    /* Packed Q8_K is plain rows, so a weight type without a batched kernel
+     * can share a K-quant's activations; the legacy types' batched kernels
+     * come all or none per activation type (quant_dot_impl.h), so packed
+     * Q8_0/Q8_1 always finds one. */
+    if (j->a->packed && j->dot_nx) {
+        for (int64_t r = lo; r < hi; r++)
+            j->dot_nx(j->w->ne0, w + (size_t)r * j->w->row_bytes, a, j->a->n, j->y + r, j->ldy);
+        return;
+    }
+    if (j->a->packed && j->a->type != PI_TYPE_Q8_K)
+        abort(); /* the invariant above broken: a bug, never input */
     for (int64_t r = lo; r < hi; r++) {
         const void *row = w + (size_t)r * j->w->row_bytes;
         for (int t = 0; t < j->a->n; t++)
@@ -120,7 +150,7 @@ void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t
     int64_t rows = r1 - r0, want = (int64_t)pi_pool_size(pool) * CHUNKS_PER_THREAD;
     int64_t chunk = (rows + want - 1) / want;
     chunk = (chunk + 15) / 16 * 16;
-    mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type), chunk };
+    mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type), pi_vec_dot_nx_get(w->type), chunk };
     bool exact = a->type != pi_type_get_traits(w->type)->vec_dot_type;
     int64_t chunks = (rows + chunk - 1) / chunk;
     pi_pool_for(pool, chunks, exact ? mm_rows_exact : mm_rows, &j);

@@ -5,30 +5,38 @@
  * form the dot-product kernels take), once per input and type; then each
  * worker takes a band of weight rows and multiplies every row by all the
  * batch's vectors while the row is in cache, so a batch of n tokens reads
- * the weights once rather than n times.
+ * the weights once rather than n times.  Where the CPU has batched dot
+ * kernels for the weight type (pi_vec_dot_nx_get), the activations are
+ * packed for them and each row is unpacked once for several tokens.
  */
 #ifndef PI_MATMUL_H
 #define PI_MATMUL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
 #include "threadpool.h"
 
-/* Activations in one dot-product form: n rows of row_bytes. */
+/* Activations in one dot-product form: n rows of row_bytes, either plain
+ * rows of type or, when `packed`, the batched kernels' packed form of the
+ * same values (pi_dot_pack_row). */
 typedef struct pi_acts {
     pi_type type; /* a vec_dot_type: F32, Q8_0, Q8_1 or Q8_K */
     int n;
     int64_t ne; /* elements per row */
     size_t row_bytes;
     const void *data;
+    bool packed;
 } pi_acts;
 
-/* Bytes one row of n elements takes in the activation form of weight type t. */
+/* Bytes one row of n elements takes in the activation form of weight type t
+ * (in whichever form pi_acts_quantize() picks). */
 size_t pi_acts_row_bytes(pi_type wtype, int64_t n);
-/* Quantises n rows of x (stride ne floats) into buf for weight type wtype;
- * buf holds at least n * pi_acts_row_bytes(wtype, ne) bytes.  F32 activations
+/* Quantises n rows of x (stride ne floats) into buf for weight type wtype,
+ * packed for the batched kernels when this CPU has them for wtype; buf
+ * holds at least n * pi_acts_row_bytes(wtype, ne) bytes.  F32 activations
  * are used in place and need no buffer. */
 pi_acts pi_acts_quantize(pi_pool *pool, pi_type wtype, const float *x, int n, int64_t ne,
                          void *buf);

@@ -149,7 +149,8 @@ typedef float (*pi_vec_dot_fn)(int64_t n, const void *w, const void *a);
 
 typedef enum pi_isa {
     PI_ISA_SCALAR = 0,
-    PI_ISA_AVX2 = 1, /* AVX2 + FMA + F16C */
+    PI_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    PI_ISA_AVX512 = 2, /* AVX2's plus AVX-512 F, BW, VL and VNNI */
     PI_ISA_COUNT
 } pi_isa;
 
@@ -161,5 +162,31 @@ pi_vec_dot_fn pi_vec_dot_get_isa(pi_type type, pi_isa isa);
 const char *pi_isa_name(pi_isa isa);
 /* The ISA pi_vec_dot_get() picks on this CPU. */
 pi_isa pi_isa_best(void);
+
+/* Batched dot products, for matrix products: one weight row against a batch
+ * of activation rows, with the row's unpacked blocks reused for several
+ * activations at a time.  The batch is stored in a packed form that only
+ * these kernels read (quant_dot_impl.h describes it): pi_dot_pack_size() bytes
+ * per row, rows in groups of PI_DOT_GROUP, written row by row with
+ * pi_dot_pack_row().  Results agree with pi_vec_dot() on the same
+ * activations to within float rounding of the per-block sums. */
+#define PI_DOT_GROUP 4
+
+/* out[t * out_stride] = w . row t of the packed batch, for t < n_acts. */
+typedef void (*pi_vec_dot_nx_fn)(int64_t n, const void *w, const void *acts, int n_acts,
+                                 float *out, int64_t out_stride);
+
+/* Best batched kernel for this CPU, NULL if the type has none (the caller
+ * then uses pi_vec_dot_get() on unpacked rows); and one ISA's, as for
+ * pi_vec_dot_get_isa(). */
+pi_vec_dot_nx_fn pi_vec_dot_nx_get(pi_type type);
+pi_vec_dot_nx_fn pi_vec_dot_nx_get_isa(pi_type type, pi_isa isa);
+/* Bytes per activation row of n elements in the packed form for weight type
+ * wtype; 0 if the type has no batched kernels or n is not whole blocks. */
+size_t pi_dot_pack_size(pi_type wtype, int64_t n);
+/* Quantises x (n elements) as row t of a packed batch of n_acts rows at
+ * acts; rows may be written in any order, from different threads.  Returns
+ * 0, or -1 if wtype has no packed form or n is not whole blocks. */
+int pi_dot_pack_row(pi_type wtype, const float *x, int64_t n, void *acts, int n_acts, int t);
 
 #endif

@@ -47,7 +47,9 @@ static inline float hsum_ps(__m256 v)
  * every line 2 KiB ahead (about DRAM latency times per-core bandwidth,
  * with margin) closes most of the gap and helps in cache too.  Rows of a
  * matrix are contiguous, so prefetching past a row's end is useful, and
- * prefetching past the matrix's end is harmless (prefetches never fault). */
+ * prefetching past the matrix's end is harmless (prefetches never fault).
+ * (The AVX-512 kernels' L2-plus-L1 prefetch was no faster here: these
+ * kernels' arithmetic, not the misses in flight, is what limits them.) */
 #define PREFETCH_BYTES 2048
 
 static inline void prefetch_block(const void *p, int bytes)
@@ -69,21 +71,21 @@ static inline __m256 pairs_to_ps(__m256i x)
  * vector ports the integer work needs; a table read is a load, and
  * vbroadcastss from memory is a pure load too.  Filled once, before any
  * kernel can be handed out (pi_dot_avx2_init, called under quant_dot.c's
- * pthread_once), and read-only after. */
-static float g_f16[1 << 16];
+ * pthread_once), and read-only after; the AVX-512 kernels read it too. */
+float pi_dot_f16_table[1 << 16];
 
 void pi_dot_avx2_init(void)
 {
     const __m128i step = _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7);
     for (uint32_t i = 0; i < (1u << 16); i += 8) {
         __m128i h = _mm_add_epi16(_mm_set1_epi16((short)i), step);
-        _mm256_storeu_ps(g_f16 + i, _mm256_cvtph_ps(h));
+        _mm256_storeu_ps(pi_dot_f16_table + i, _mm256_cvtph_ps(h));
     }
 }
 
-static inline float f16(pi_f16 h) { return g_f16[h]; }
+static inline float f16(pi_f16 h) { return pi_dot_f16_table[h]; }
 
-static inline __m256 bcast_f16(pi_f16 h) { return _mm256_broadcast_ss(&g_f16[h]); }
+static inline __m256 bcast_f16(pi_f16 h) { return _mm256_broadcast_ss(&pi_dot_f16_table[h]); }
 
 /* [f(h0) x4 | f(h1) x4]: one scale per 128-bit lane. */
 static inline __m256 f16_pair(pi_f16 h0, pi_f16 h1)
@@ -293,9 +295,9 @@ static inline __m256 pair_q5_0(__m256 acc, __m128 *accm, const pi_block_q5_0 *w,
  * to a separate scalar sum (the caller's accm). */
 static inline __m128 min_terms(__m128 accm, pi_f16 m0, pi_f16 m1, pi_f16 s0, pi_f16 s1, int two)
 {
-    __m128 t = _mm_mul_ss(_mm_load_ss(&g_f16[m0]), _mm_load_ss(&g_f16[s0]));
+    __m128 t = _mm_mul_ss(_mm_load_ss(&pi_dot_f16_table[m0]), _mm_load_ss(&pi_dot_f16_table[s0]));
     if (two) /* one add into accm per pair keeps its dependency chain short */
-        t = _mm_fmadd_ss(_mm_load_ss(&g_f16[m1]), _mm_load_ss(&g_f16[s1]), t);
+        t = _mm_fmadd_ss(_mm_load_ss(&pi_dot_f16_table[m1]), _mm_load_ss(&pi_dot_f16_table[s1]), t);
     return _mm_add_ss(accm, t);
 }
 
