@@ -169,20 +169,36 @@ static void add_bias(float *y, const pi_weight *b, int n, int64_t dim)
             y[t * dim + i] += bf[i];
 }
 
+/* Whether two weights take their activations in the same form (the same
+ * vec_dot_type, packed alike), so one quantised copy serves both. */
+static bool same_acts(const pi_weight *a, const pi_weight *b)
+{
+    return pi_acts_row_bytes(a->type, a->ne0) == pi_acts_row_bytes(b->type, b->ne0) &&
+           pi_type_get_traits(a->type)->vec_dot_type == pi_type_get_traits(b->type)->vec_dot_type &&
+           (pi_vec_dot_nx_get(a->type) != NULL) == (pi_vec_dot_nx_get(b->type) != NULL);
+}
+
 /* q, k, v for the batch, normalised (qwen3), rotated, and k, v cached. */
 static void qkv(pi_ctx *c, const pi_layer *l, int il, int n)
 {
     const pi_hparams *hp = &c->m->hp;
     int hd = hp->head_dim;
     int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
+    /* One activation form serves all three products when their weights take
+     * the same one (the usual case): then one parallel loop does all three. */
     pi_acts a = pi_ffn_acts(c->pool, &c->ffn, l->wq.type, c->xn, n, hp->n_embd);
-    pi_matmul(c->pool, &l->wq, &a, c->q, qd);
-    if (!c->ffn.exact && pi_type_get_traits(l->wk.type)->vec_dot_type != a.type)
-        a = pi_ffn_acts(c->pool, &c->ffn, l->wk.type, c->xn, n, hp->n_embd);
-    pi_matmul(c->pool, &l->wk, &a, c->k, kvd);
-    if (!c->ffn.exact && pi_type_get_traits(l->wv.type)->vec_dot_type != a.type)
-        a = pi_ffn_acts(c->pool, &c->ffn, l->wv.type, c->xn, n, hp->n_embd);
-    pi_matmul(c->pool, &l->wv, &a, c->v, kvd);
+    pi_mm mm[3] = { { &l->wq, &a, c->q, qd, 0, qd }, { &l->wk, &a, c->k, kvd, 0, kvd },
+                    { &l->wv, &a, c->v, kvd, 0, kvd } };
+    if (c->ffn.exact || (same_acts(&l->wq, &l->wk) && same_acts(&l->wq, &l->wv))) {
+        pi_matmul_many(c->pool, mm, 3);
+    } else {
+        pi_matmul_many(c->pool, mm, 1);
+        for (int i = 1; i < 3; i++) {
+            pi_acts ai = pi_ffn_acts(c->pool, &c->ffn, mm[i].w->type, c->xn, n, hp->n_embd);
+            mm[i].a = &ai;
+            pi_matmul_many(c->pool, &mm[i], 1);
+        }
+    }
     add_bias(c->q, &l->bq, n, qd);
     add_bias(c->k, &l->bk, n, kvd);
     add_bias(c->v, &l->bv, n, kvd);

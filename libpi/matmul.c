@@ -144,16 +144,48 @@ static void mm_rows_exact(void *arg, int64_t chunk, int ith)
     free(row);
 }
 
+/* Several products as one parallel loop: chunks are numbered across the
+ * products, each keeping its own chunk size. */
+typedef struct many_job {
+    mm_job jobs[PI_MATMUL_MANY_MAX];
+    bool exact[PI_MATMUL_MANY_MAX];
+    int64_t first[PI_MATMUL_MANY_MAX + 1]; /* first chunk of each product */
+    int n;
+} many_job;
+
+static void many_rows(void *arg, int64_t chunk, int ith)
+{
+    const many_job *m = arg;
+    int i = 0;
+    while (chunk >= m->first[i + 1])
+        i++;
+    (m->exact[i] ? mm_rows_exact : mm_rows)((void *)&m->jobs[i], chunk - m->first[i], ith);
+}
+
+void pi_matmul_many(pi_pool *pool, const pi_mm *mm, int n)
+{
+    if (n < 1 || n > PI_MATMUL_MANY_MAX)
+        abort(); /* a caller's bug: the limit is a compile-time constant */
+    int64_t rows = 0, want = (int64_t)pi_pool_size(pool) * CHUNKS_PER_THREAD;
+    for (int i = 0; i < n; i++)
+        rows += mm[i].r1 - mm[i].r0;
+    int64_t chunk = ((rows + want - 1) / want + 15) / 16 * 16;
+    many_job m = { .n = n };
+    for (int i = 0; i < n; i++) {
+        const pi_weight *w = mm[i].w;
+        m.jobs[i] = (mm_job){ w, mm[i].a, mm[i].r0, mm[i].r1, mm[i].y, mm[i].ldy,
+                              pi_vec_dot_get(w->type), pi_vec_dot_nx_get(w->type), chunk };
+        m.exact[i] = mm[i].a->type != pi_type_get_traits(w->type)->vec_dot_type;
+        m.first[i + 1] = m.first[i] + (mm[i].r1 - mm[i].r0 + chunk - 1) / chunk;
+    }
+    pi_pool_for(pool, m.first[n], many_rows, &m);
+}
+
 void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t r0, int64_t r1,
                     float *y, int64_t ldy)
 {
-    int64_t rows = r1 - r0, want = (int64_t)pi_pool_size(pool) * CHUNKS_PER_THREAD;
-    int64_t chunk = (rows + want - 1) / want;
-    chunk = (chunk + 15) / 16 * 16;
-    mm_job j = { w, a, r0, r1, y, ldy, pi_vec_dot_get(w->type), pi_vec_dot_nx_get(w->type), chunk };
-    bool exact = a->type != pi_type_get_traits(w->type)->vec_dot_type;
-    int64_t chunks = (rows + chunk - 1) / chunk;
-    pi_pool_for(pool, chunks, exact ? mm_rows_exact : mm_rows, &j);
+    pi_mm mm = { w, a, y, ldy, r0, r1 };
+    pi_matmul_many(pool, &mm, 1);
 }
 
 void pi_matmul(pi_pool *pool, const pi_weight *w, const pi_acts *a, float *y, int64_t ldy)

@@ -50,4 +50,18 @@ void pi_matmul_rows(pi_pool *pool, const pi_weight *w, const pi_acts *a, int64_t
                     float *y, int64_t ldy);
 void pi_matmul(pi_pool *pool, const pi_weight *w, const pi_acts *a, float *y, int64_t ldy);
 
+/* One product of a batch: y[t * ldy + r] = w.row(r) . a.row(t), r0 <= r < r1. */
+typedef struct pi_mm {
+    const pi_weight *w;
+    const pi_acts *a;
+    float *y;
+    int64_t ldy, r0, r1;
+} pi_mm;
+
+#define PI_MATMUL_MANY_MAX 4
+/* Up to PI_MATMUL_MANY_MAX independent products in one parallel loop: one
+ * synchronisation of the pool instead of one per product (q, k and v; gate
+ * and up). */
+void pi_matmul_many(pi_pool *pool, const pi_mm *mm, int n);
+
 #endif
