@@ -27,6 +27,7 @@ struct pi_ctx {
     pi_pool *pool;
     float *k_cache, *v_cache;
     float *rope_freq;             /* n_rot / 2 inverse frequencies */
+    float *rope_cs;               /* per batch token: n_rot / 2 (cos, sin) pairs */
     float *x, *xn, *q, *k, *v, *attn; /* n_batch rows each */
     float *att;                   /* n_threads * n_ctx scores */
     float *logits_tmp;            /* n_batch * n_vocab when all logits are asked */
@@ -77,6 +78,7 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->k_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
     c->v_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
     c->rope_freq = alloc(c, (size_t)hp->n_rot / 2, sizeof(float));
+    c->rope_cs = alloc(c, B * (size_t)hp->n_rot, sizeof(float));
     c->x = alloc(c, B * d, sizeof(float));
     c->xn = alloc(c, B * d, sizeof(float));
     c->q = alloc(c, B * q, sizeof(float));
@@ -88,7 +90,7 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->ffn.gate = alloc(c, B * ff, sizeof(float));
     c->ffn.up = alloc(c, B * ff, sizeof(float));
     c->ffn.acts = alloc(c, B * acts_row_bytes(m), 1);
-    if (!c->k_cache || !c->v_cache || !c->rope_freq || !c->x || !c->xn || !c->q || !c->k ||
+    if (!c->k_cache || !c->v_cache || !c->rope_freq || !c->rope_cs || !c->x || !c->xn || !c->q || !c->k ||
         !c->v || !c->attn || !c->att || !c->ffn.gate || !c->ffn.up || !c->ffn.acts) {
         pi_ctx_free(c);
         pi_err_set(err, "out of memory for a context of %d tokens", c->n_ctx);
@@ -107,6 +109,7 @@ void pi_ctx_free(pi_ctx *c)
     free(c->k_cache);
     free(c->v_cache);
     free(c->rope_freq);
+    free(c->rope_cs);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -144,18 +147,32 @@ static void rmsnorm(float *out, const float *x, const pi_weight *w, int n, int64
     }
 }
 
-static void rope(float *v, int pos, const pi_ctx *c)
+/* The rotation angles of the batch's positions, computed once per batch
+ * rather than once per head and layer. */
+static void rope_angles(pi_ctx *c, int n)
+{
+    int half = c->m->hp.n_rot / 2;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            float th = (float)(c->n_past + t) * c->rope_freq[i];
+            c->rope_cs[(size_t)t * 2 * half + 2 * i] = cosf(th);
+            c->rope_cs[(size_t)t * 2 * half + 2 * i + 1] = sinf(th);
+        }
+}
+
+/* Rotates one head of batch token t. */
+static void rope(float *v, int t, const pi_ctx *c)
 {
     const pi_hparams *hp = &c->m->hp;
     int half = hp->n_rot / 2;
+    const float *cs = c->rope_cs + (size_t)t * 2 * half;
     for (int i = 0; i < half; i++) {
-        float th = (float)pos * c->rope_freq[i];
-        float cs = cosf(th), sn = sinf(th);
+        float co = cs[2 * i], sn = cs[2 * i + 1];
         int a = hp->rope_type == PI_ROPE_NEOX ? i : 2 * i;
         int b = hp->rope_type == PI_ROPE_NEOX ? i + half : 2 * i + 1;
         float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs - x1 * sn;
-        v[b] = x0 * sn + x1 * cs;
+        v[a] = x0 * co - x1 * sn;
+        v[b] = x0 * sn + x1 * co;
     }
 }
 
@@ -208,13 +225,13 @@ static void qkv(pi_ctx *c, const pi_layer *l, int il, int n)
             float *qh = c->q + t * qd + h * hd;
             if (l->q_norm.data)
                 rmsnorm(qh, qh, &l->q_norm, 1, hd, hp->rms_eps);
-            rope(qh, pos, c);
+            rope(qh, t, c);
         }
         for (int h = 0; h < hp->n_head_kv; h++) {
             float *kh = c->k + t * kvd + h * hd;
             if (l->k_norm.data)
                 rmsnorm(kh, kh, &l->k_norm, 1, hd, hp->rms_eps);
-            rope(kh, pos, c);
+            rope(kh, t, c);
         }
         size_t at = ((size_t)il * c->n_ctx + pos) * kvd;
         memcpy(c->k_cache + at, c->k + t * kvd, kvd * sizeof(float));
@@ -287,6 +304,7 @@ static int batch(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool al
                               (long long)nv);
     for (int t = 0; t < n; t++)
         pi_weight_row(&m->tok_embd, tokens[t], c->x + t * d);
+    rope_angles(c, n);
     for (int il = 0; il < m->hp.n_layer; il++)
         layer(c, il, n);
     c->n_past += n;
