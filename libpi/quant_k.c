@@ -109,40 +109,36 @@ static void pack_scale_min(const uint8_t sc[8], const uint8_t mn[8], uint8_t p[1
 /* Q4_K/Q5_K nibbles: byte 32*(s/2) + l holds 32-element sub-block s, in the
  * low nibble for even s and the high nibble for odd s.  Q5_K's fifth bit of
  * sub-block s is bit s of qh[l]. */
+/* One super-block of either; qh is NULL for Q4_K. */
+static void dequant_q45_K(pi_f16 d16, pi_f16 dmin16, const uint8_t *scales, const uint8_t *qs,
+                          const uint8_t *qh, float *dst)
+{
+    float d = pi_f16_to_f32(d16), dmin = pi_f16_to_f32(dmin16);
+    uint8_t sc[8], mn[8];
+    unpack_scale_min(scales, sc, mn);
+    for (int s = 0; s < 8; s++) {
+        const uint8_t *q = qs + 32 * (s / 2);
+        int shift = 4 * (s % 2);
+        float ds = d * (float)sc[s], dm = dmin * (float)mn[s];
+        for (int l = 0; l < 32; l++) {
+            int v = (q[l] >> shift & 0xf) | (qh ? (qh[l] >> s & 1) << 4 : 0);
+            dst[32 * s + l] = ds * (float)v - dm;
+        }
+    }
+}
+
 void pi_dequantize_blocks_q4_K(const void *src, float *dst, int64_t nb)
 {
     const pi_block_q4_K *b = src;
-    for (int64_t i = 0; i < nb; i++, b++, dst += PI_QK_K) {
-        float d = pi_f16_to_f32(b->d), dmin = pi_f16_to_f32(b->dmin);
-        uint8_t sc[8], mn[8];
-        unpack_scale_min(b->scales, sc, mn);
-        for (int s = 0; s < 8; s++) {
-            const uint8_t *q = b->qs + 32 * (s / 2);
-            int shift = 4 * (s % 2);
-            float ds = d * (float)sc[s], dm = dmin * (float)mn[s];
-            for (int l = 0; l < 32; l++)
-                dst[32 * s + l] = ds * (float)(q[l] >> shift & 0xf) - dm;
-        }
-    }
+    for (int64_t i = 0; i < nb; i++, b++, dst += PI_QK_K)
+        dequant_q45_K(b->d, b->dmin, b->scales, b->qs, NULL, dst);
 }
 
 void pi_dequantize_blocks_q5_K(const void *src, float *dst, int64_t nb)
 {
     const pi_block_q5_K *b = src;
-    for (int64_t i = 0; i < nb; i++, b++, dst += PI_QK_K) {
-        float d = pi_f16_to_f32(b->d), dmin = pi_f16_to_f32(b->dmin);
-        uint8_t sc[8], mn[8];
-        unpack_scale_min(b->scales, sc, mn);
-        for (int s = 0; s < 8; s++) {
-            const uint8_t *q = b->qs + 32 * (s / 2);
-            int shift = 4 * (s % 2);
-            float ds = d * (float)sc[s], dm = dmin * (float)mn[s];
-            for (int l = 0; l < 32; l++) {
-                int v = (q[l] >> shift & 0xf) | (b->qh[l] >> s & 1) << 4;
-                dst[32 * s + l] = ds * (float)v - dm;
-            }
-        }
-    }
+    for (int64_t i = 0; i < nb; i++, b++, dst += PI_QK_K)
+        dequant_q45_K(b->d, b->dmin, b->scales, b->qs, b->qh, dst);
 }
 
 /* Q6_K element 128*h + 32*k + l (h < 2, k < 4, l < 32): low four bits in
