@@ -158,19 +158,17 @@ static char *read_text(const char *path, size_t *len)
         fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
         return NULL;
     }
-    size_t cap = 1 << 16, n = 0;
+    size_t cap = 1 << 16, n = 0, r;
     char *b = malloc(cap + 1);
-    for (size_t r; b && (r = fread(b + n, 1, cap - n, f)) > 0;) {
+    while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
         n += r;
-        if (n == cap) {
-            char *nb = realloc(b, 2 * cap + 1);
-            if (!nb) {
-                free(b);
-                b = NULL;
-            }
-            b = nb;
-            cap *= 2;
-        }
+        if (n < cap)
+            continue;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb)
+            free(b);
+        b = nb;
+        cap *= 2;
     }
     bool bad = !b || ferror(f);
     if (f != stdin)
