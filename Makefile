@@ -40,7 +40,7 @@ TESTHELPS := $(TESTHELP_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
-.PHONY: all help test check sanitize fuzz fuzz-run bench install clean model models
+.PHONY: all help test check sanitize fuzz fuzz-run bench install clean model models corpus
 all: $(LIB) $(TOOLS)
 
 help:
@@ -50,6 +50,7 @@ help:
 	@echo "make fuzz       build the libFuzzer targets; make fuzz-run FUZZ_SECONDS=600"
 	@echo "make bench      micro-benchmarks and pi-run against llama.cpp (not tests)"
 	@echo "make model      fetch the default model; make models: every test model"
+	@echo "make corpus     fetch the Jane Austen text into corpus/ (train.txt, heldout.txt)"
 	@echo "make install PREFIX=/usr/local"
 
 $(BUILD)/libpi/%_avx2.o: libpi/%_avx2.c
@@ -102,15 +103,27 @@ FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
 # The fuzzers need only the format modules; each lists what it links.
 FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c \
-  libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c
+  libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c \
+  libpi/actstats.c libpi/actstats_read.c libpi/json.c libpi/trace.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lyaml -lm -pthread -o $@
-# Seeds are written by the tests' own GGUF writer, not checked in.
-fuzz-run: fuzz $(BUILD)/tests/tool_gguf
-	@mkdir -p build-fuzz/seeds/fuzz_gguf
+	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lzstd -lyaml -lm -pthread -o $@
+# Seeds are written by the tests' own writers, not checked in; for the
+# trace reader, a trace, the same trace twice over (two parts) and its
+# decompressed content (which fuzz_trace compresses itself).
+fuzz-run: fuzz $(BUILD)/tests/tool_gguf $(BUILD)/tests/tool_trace
+	@mkdir -p build-fuzz/seeds/fuzz_gguf build-fuzz/seeds/fuzz_trace
 	$(BUILD)/tests/tool_gguf write build-fuzz/seeds/fuzz_gguf/pi.gguf
+	$(BUILD)/tests/tool_trace write build-fuzz/seeds/fuzz_trace/t.trace
+	cat build-fuzz/seeds/fuzz_trace/t.trace build-fuzz/seeds/fuzz_trace/t.trace \
+	  > build-fuzz/seeds/fuzz_trace/t2.trace
+	$(BUILD)/tests/tool_trace plain build-fuzz/seeds/fuzz_trace/plain
+	cat build-fuzz/seeds/fuzz_trace/plain build-fuzz/seeds/fuzz_trace/plain \
+	  > build-fuzz/seeds/fuzz_trace/plain2
+	@mkdir -p build-fuzz/seeds/fuzz_actstats
+	printf 'format: pi-actstats\nversion: 1\nfingerprint: "0x0000000000000001"\nn_layer: 1\nn_ff: 2\ntokens: 1\nlayers:\n  - layer: 0\n    frequency: {"0.9": [0.5, 1], "0.95": [1, 1], "0.99": [1, 1]}\n' \
+	  > build-fuzz/seeds/fuzz_actstats/s.yaml
 	@mkdir -p build-fuzz/seeds/fuzz_config build-fuzz/seeds/fuzz_tokenizer
 	cp examples/*.yaml build-fuzz/seeds/fuzz_config/
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
@@ -123,6 +136,9 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_run.sh; \
 	  else echo "bench: skipping pi-run (make model first)"; fi
+	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] && [ -f corpus/train.txt ]; then \
+	  BUILD=$(BUILD) bench/bench_profile.sh; \
+	  else echo "bench: skipping pi-profile (make model corpus first)"; fi
 
 model:
 	scripts/get-model smollm2-135m
@@ -130,6 +146,10 @@ model:
 # Every model the tests use when present (the default one and Qwen2.5-Coder-0.5B).
 models:
 	scripts/get-model smollm2-135m qwen2.5-coder-0.5b
+
+# Jane Austen: five novels to profile on, Persuasion held out for perplexity.
+corpus:
+	scripts/get-corpus
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

@@ -22,7 +22,9 @@ typedef struct pi_ffn_scratch {
     bool exact;  /* float activations (the reference-precision path) */
 } pi_ffn_scratch;
 
-/* x: n rows of n_embd (already normalised); out: n rows of n_embd. */
+/* x: n rows of n_embd (already normalised); out: n rows of n_embd.  On
+ * return s->gate holds the activations silu(gate x) * up x (n rows of n_ff),
+ * which the forward pass shows to its FFN observer. */
 void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, int n,
                   const pi_ffn_scratch *s);
 

@@ -32,6 +32,8 @@ struct pi_ctx {
     float *att;                   /* n_threads * n_ctx scores */
     float *logits_tmp;            /* n_batch * n_vocab when all logits are asked */
     pi_ffn_scratch ffn;
+    pi_ffn_observer observe;
+    void *observe_user;
     size_t bytes;
 };
 
@@ -128,6 +130,12 @@ int pi_ctx_n_ctx(const pi_ctx *c) { return c->n_ctx; }
 int pi_ctx_n_batch(const pi_ctx *c) { return c->n_batch; }
 int pi_ctx_n_past(const pi_ctx *c) { return c->n_past; }
 size_t pi_ctx_memory(const pi_ctx *c) { return c->bytes; }
+
+void pi_ctx_observe_ffn(pi_ctx *c, pi_ffn_observer fn, void *user)
+{
+    c->observe = fn;
+    c->observe_user = user;
+}
 
 void pi_ctx_truncate(pi_ctx *c, int n_past)
 {
@@ -290,6 +298,8 @@ static void layer(pi_ctx *c, int il, int n)
         c->x[i] += c->xn[i];
     rmsnorm(c->xn, c->x, &l->ffn_norm, n, d, hp->rms_eps);
     pi_ffn_dense(c->pool, l, c->xn, c->attn, n, &c->ffn); /* attn: free now, n x d */
+    if (c->observe)
+        c->observe(c->observe_user, il, c->xn, c->ffn.gate, n);
     for (int64_t i = 0; i < n * d; i++)
         c->x[i] += c->attn[i];
 }

@@ -39,6 +39,15 @@ void pi_ctx_truncate(pi_ctx *c, int n_past);
 /* Bytes the context allocated (KV cache and scratch). */
 size_t pi_ctx_memory(const pi_ctx *c);
 
+/* Sees every layer's FFN as it runs: x is the FFN input (n rows of n_embd,
+ * after the FFN norm), act what enters the down projection (n rows of n_ff,
+ * silu(gate x) * up x).  The rows are the tokens of the current batch in
+ * order.  Both buffers belong to the context and are only valid during the
+ * call.  This is how pi-profile watches the dense model. */
+typedef void (*pi_ffn_observer)(void *user, int layer, const float *x, const float *act, int n);
+/* fn NULL removes the observer. */
+void pi_ctx_observe_ffn(pi_ctx *c, pi_ffn_observer fn, void *user);
+
 /* Runs tokens[0..n) at positions n_past.. and appends them to the cache;
  * n may exceed n_batch (it is split).  logits: NULL, or room for n_vocab
  * floats (the last token's) or, when all_logits, n * n_vocab (every

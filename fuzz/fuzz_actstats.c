@@ -1,0 +1,26 @@
+/* libFuzzer target for activation statistics files (pi-profile --stats). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actstats.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *copy = malloc(size ? size : 1);
+    memcpy(copy, data, size);
+    pi_actstats_file f;
+    pi_err err;
+    if (pi_actstats_read_yaml(copy, size, "fuzz.yaml", &f, &err) == 0) {
+        /* What the reader promises pi-pack. */
+        size_t n = (size_t)f.n_layer * PI_ACTSTATS_LEVELS * (size_t)f.n_ff;
+        if (f.n_layer < 1 || f.n_ff < 1 || !f.freq)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            if (!(f.freq[i] >= 0 && f.freq[i] <= 1))
+                abort();
+    }
+    pi_actstats_file_free(&f);
+    free(copy);
+    return 0;
+}
