@@ -27,7 +27,7 @@ int main(int argc, char **argv)
     const pi_trace_info *in = pi_trace_reader_info(r);
     float *x = malloc(sizeof *x * (size_t)in->n_embd), *a = malloc(sizeof *a * (size_t)in->n_ff);
     pi_trace_record rec;
-    int rc, parts = 1;
+    int rc = 0, parts = 1;
     int64_t n = 0;
     double sum = 0;
     while (x && a && (rc = pi_trace_next(r, &rec, &err)) == 1) {
@@ -44,6 +44,8 @@ int main(int argc, char **argv)
     }
     if (!x || !a || rc < 0) {
         fprintf(stderr, "%s\n", x && a ? err.msg : "out of memory");
+        free(x);
+        free(a);
         pi_trace_close(r);
         return 1;
     }
