@@ -104,10 +104,11 @@ fuzz: $(FUZZERS)
 # The fuzzers need only the format modules; each lists what it links.
 FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c \
   libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c \
-  libpi/actstats.c libpi/actstats_read.c libpi/json.c libpi/trace.c
+  libpi/actstats.c libpi/actstats_read.c libpi/json.c libpi/trace.c \
+  libpi/predictor.c libpi/predictor_avx2.c libpi/gguf_write.c libpi/cpu.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -fsanitize=fuzzer,address,undefined \
+	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -mavx2 -mfma -mf16c -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lzstd -lyaml -lm -pthread -o $@
 # Seeds are written by the tests' own writers, not checked in; for the
 # trace reader, a trace, the same trace twice over (two parts) and its
@@ -121,7 +122,8 @@ fuzz-run: fuzz $(BUILD)/tests/tool_gguf $(BUILD)/tests/tool_trace
 	$(BUILD)/tests/tool_trace plain build-fuzz/seeds/fuzz_trace/plain
 	cat build-fuzz/seeds/fuzz_trace/plain build-fuzz/seeds/fuzz_trace/plain \
 	  > build-fuzz/seeds/fuzz_trace/plain2
-	@mkdir -p build-fuzz/seeds/fuzz_actstats
+	@mkdir -p build-fuzz/seeds/fuzz_actstats build-fuzz/seeds/fuzz_predictor
+	cp build-fuzz/seeds/fuzz_gguf/pi.gguf build-fuzz/seeds/fuzz_predictor/
 	printf 'format: pi-actstats\nversion: 1\nfingerprint: "0x0000000000000001"\nn_layer: 1\nn_ff: 2\ntokens: 1\nlayers:\n  - layer: 0\n    frequency: {"0.9": [0.5, 1], "0.95": [1, 1], "0.99": [1, 1]}\n' \
 	  > build-fuzz/seeds/fuzz_actstats/s.yaml
 	@mkdir -p build-fuzz/seeds/fuzz_config build-fuzz/seeds/fuzz_tokenizer

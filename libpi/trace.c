@@ -185,6 +185,14 @@ void pi_trace_decode_x(const pi_trace_record *rec, int slot, float *x)
         x[i] = scale * (float)(int8_t)q[i];
 }
 
+const int8_t *pi_trace_x_raw(const pi_trace_record *rec, int slot, float *scale)
+{
+    chunk_layout l = layout(rec->info, (size_t)rec->count);
+    size_t r = row(rec, slot);
+    *scale = get_f32(rec->chunk + l.xscale + 4 * r);
+    return (const int8_t *)(rec->chunk + l.x + r * (size_t)rec->info->n_embd);
+}
+
 const uint8_t *pi_trace_act_codes(const pi_trace_record *rec, int slot, float *max)
 {
     chunk_layout l = layout(rec->info, (size_t)rec->count);

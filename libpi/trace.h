@@ -113,6 +113,9 @@ int pi_trace_next(pi_trace_reader *r, pi_trace_record *rec, pi_err *err);
  * into n_ff floats (the middle of each code's bin; 0 for code 0). */
 void pi_trace_decode_x(const pi_trace_record *rec, int slot, float *x);
 void pi_trace_decode_act(const pi_trace_record *rec, int slot, float *act);
+/* The raw int8 inputs and their scale, for callers that keep records in
+ * their compact form. */
+const int8_t *pi_trace_x_raw(const pi_trace_record *rec, int slot, float *scale);
 /* The raw codes and the row maximum, for callers that work on bins. */
 const uint8_t *pi_trace_act_codes(const pi_trace_record *rec, int slot, float *max);
 /* The magnitude a code stands for, given the row maximum. */
