@@ -67,16 +67,7 @@ static void usage(FILE *f)
 
 static int num(const char *opt, const char *arg, double lo, double hi, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (!*arg || *end || errno || v < lo || v > hi || v != (double)(int64_t)v) {
-        fprintf(stderr, "%s: --%s: '%s' is not a whole number from %g to %g\n", prog, opt, arg,
-                lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return tool_num(prog, opt, arg, lo, hi, true, out);
 }
 
 static int parse_args(int argc, char **argv, void *opts_out)
@@ -95,7 +86,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
     *o = (opts){ .model = DEFAULT_MODEL, .threads = cpus > 0 ? (int)cpus : 1, .ctx = 512,
                  .every = DEFAULT_EVERY, .level = 3 };
     int c;
-    double v;
+    double v = 0;
     while ((c = getopt_long(argc, argv, "m:o:c:t:b:s:qh", lo, NULL)) != -1) {
         int rc = 0;
         switch (c) {
@@ -125,43 +116,6 @@ static int parse_args(int argc, char **argv, void *opts_out)
     o->files = argv + optind;
     o->n_files = argc - optind;
     return 0;
-}
-
-/* "0-3,8,20-" into flags for n layers; -1 with a message on a bad list. */
-static int parse_layers(const char *s, int n, bool *on)
-{
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long a = strtol(p, &end, 10), b = a;
-        if (end == p || a < 0)
-            goto bad;
-        p = end;
-        if (*p == '-') {
-            p++;
-            b = n - 1;
-            if (*p && *p != ',') {
-                b = strtol(p, &end, 10);
-                if (end == p)
-                    goto bad;
-                p = end;
-            }
-        }
-        if (b < a || b >= n) {
-            fprintf(stderr, "%s: --layers: '%s': the model has layers 0 to %d\n", prog, s, n - 1);
-            return -1;
-        }
-        for (long i = a; i <= b; i++)
-            on[i] = true;
-        if (*p == ',' && p[1])
-            p++;
-        else if (*p)
-            goto bad;
-    }
-    return 0;
-bad:
-    fprintf(stderr, "%s: --layers: '%s' is not a list like 0-3,8,20-\n", prog, s);
-    return -1;
 }
 
 /* --- progress --- */
@@ -290,42 +244,7 @@ static void print_table(const pi_actstats *st, const pi_model *m)
     fprintf(stderr, "\n");
 }
 
-/* The statistics file, written under a temporary name that is created
- * before profiling starts (an unwritable path fails at once, not after an
- * hour) and renamed into place once the trace is in place too. */
-typedef struct statsfile {
-    const char *path; /* NULL: standard output */
-    char *tmp;
-    FILE *f;
-} statsfile;
-
-static int stats_create(statsfile *sf, const char *path)
-{
-    *sf = (statsfile){ path && strcmp(path, "-") ? path : NULL, NULL, stdout };
-    if (!sf->path)
-        return 0;
-    size_t n = strlen(path) + 16;
-    int fd = -1;
-    if ((sf->tmp = malloc(n))) {
-        snprintf(sf->tmp, n, "%s.tmp.XXXXXX", path);
-        fd = mkstemp(sf->tmp);
-    }
-    mode_t um = umask(0);
-    umask(um);
-    if (fd < 0 || fchmod(fd, 0666 & ~um) || !(sf->f = fdopen(fd, "w"))) {
-        fprintf(stderr, "%s: %s: cannot create: %s\n", prog, path, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(sf->tmp);
-        }
-        free(sf->tmp);
-        sf->tmp = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static int stats_write(statsfile *sf, const opts *o, const pi_actstats *st, const pi_model *m)
+static int stats_write(tool_out *sf, const opts *o, const pi_actstats *st, const pi_model *m)
 {
     char arch[64] = "";
     pi_gguf_get_cstr(m->gguf, "general.architecture", arch, sizeof arch);
@@ -344,27 +263,6 @@ static int stats_write(statsfile *sf, const opts *o, const pi_actstats *st, cons
     return 0;
 }
 
-/* Puts the file in place (commit) or removes it. */
-static int stats_close(statsfile *sf, bool commit)
-{
-    int rc = 0;
-    if (sf->tmp) {
-        if (fclose(sf->f) && commit) {
-            fprintf(stderr, "%s: %s: %s\n", prog, sf->path, strerror(errno));
-            rc = -1;
-        }
-        if (commit && !rc && rename(sf->tmp, sf->path)) {
-            fprintf(stderr, "%s: %s: %s\n", prog, sf->path, strerror(errno));
-            rc = -1;
-        }
-        if (!commit || rc)
-            unlink(sf->tmp);
-        free(sf->tmp);
-    }
-    *sf = (statsfile){ 0 };
-    return rc;
-}
-
 /* --- the run --- */
 
 static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const text *texts,
@@ -373,7 +271,7 @@ static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const tex
     bool *layers = NULL;
     if (o->layers) {
         if (!(layers = calloc((size_t)m->hp.n_layer, sizeof *layers)) ||
-            parse_layers(o->layers, m->hp.n_layer, layers)) {
+            tool_layers(prog, o->layers, m->hp.n_layer, layers)) {
             free(layers);
             return 2;
         }
@@ -388,12 +286,12 @@ static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const tex
                              .every = o->every, .seed = o->seed, .max_tokens = o->tokens,
                              .layers = layers, .stats = st, .progress = show_progress,
                              .user = &pr, .bos = -1 };
-    statsfile sf = { 0 };
+    tool_out sf = { 0 };
     bool want_stats = o->stats || o->stats_only;
     int rc = 1;
     if (!st)
         goto fail;
-    if (want_stats && stats_create(&sf, o->stats))
+    if (want_stats && tool_out_open(prog, &sf, o->stats))
         goto done;
     if (pi_tokenizer_add_bos(tk))
         pp.bos = pi_tokenizer_bos(tk);
@@ -423,7 +321,7 @@ static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const tex
         if (crc)
             goto fail;
     }
-    if (want_stats && stats_close(&sf, true)) {
+    if (want_stats && tool_out_close(prog, &sf, true)) {
         if (o->output && strcmp(o->output, "-"))
             unlink(o->output);
         goto done;
@@ -445,7 +343,7 @@ fail:
         fprintf(stderr, "\n");
     fprintf(stderr, "%s: %s\n", prog, err.msg);
 done:
-    stats_close(&sf, false);
+    tool_out_close(prog, &sf, false);
     pi_trace_writer_abort(tw);
     pi_profile_free(pf);
     pi_actstats_free(st);

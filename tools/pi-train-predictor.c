@@ -76,16 +76,7 @@ static void usage(FILE *f)
 
 static int num(const char *opt, const char *arg, double lo, double hi, bool whole, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (!*arg || *end || errno || !(v >= lo && v <= hi) || (whole && v != floor(v))) {
-        fprintf(stderr, "%s: --%s: '%s' is not a %s from %g to %g\n", prog, opt, arg,
-                whole ? "whole number" : "number", lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return tool_num(prog, opt, arg, lo, hi, whole, out);
 }
 
 static int parse_args(int argc, char **argv, void *opts_out)
@@ -107,7 +98,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
                  .margin = 0.2 };
     pi_train_params_default(&o->tp);
     int c;
-    double v;
+    double v = 0;
     bool keep = false;
     while ((c = getopt_long(argc, argv, "m:o:t:s:qh", lo, NULL)) != -1) {
         int rc = 0;
@@ -161,42 +152,6 @@ static int parse_args(int argc, char **argv, void *opts_out)
     o->traces = argv + optind;
     o->n_traces = argc - optind;
     return 0;
-}
-
-/* "0-3,8,20-" into flags for n layers; -1 with a message on a bad list. */
-static int parse_layers(const char *s, int n, bool *on)
-{
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long a = strtol(p, &end, 10), b = a;
-        if (end == p || a < 0)
-            goto bad;
-        p = end;
-        if (*p == '-') {
-            b = n - 1;
-            if (*++p && *p != ',') {
-                b = strtol(p, &end, 10);
-                if (end == p)
-                    goto bad;
-                p = end;
-            }
-        }
-        if (b < a || b >= n) {
-            fprintf(stderr, "%s: --layers: '%s': the model has layers 0 to %d\n", prog, s, n - 1);
-            return -1;
-        }
-        for (long i = a; i <= b; i++)
-            on[i] = true;
-        if (*p == ',' && p[1])
-            p++;
-        else if (*p)
-            goto bad;
-    }
-    return 0;
-bad:
-    fprintf(stderr, "%s: --layers: '%s' is not a list like 0-3,8,20-\n", prog, s);
-    return -1;
 }
 
 static double now(void)
@@ -288,42 +243,15 @@ static void write_report(FILE *f, const opts *o, const layer_report *lr, int n, 
     }
 }
 
-/* Writes the report to path through a temporary file renamed into place. */
+/* Writes the report to path ("-": standard output), complete or not at all. */
 static int save_report(const opts *o, const layer_report *lr, int n, const pi_dataset *d)
 {
-    int64_t seen = pi_dataset_seen(d), nt = pi_dataset_count(d, false),
-            nv = pi_dataset_count(d, true);
-    if (strcmp(o->report, "-") == 0) {
-        write_report(stdout, o, lr, n, seen, nt, nv);
-        return 0;
-    }
-    size_t len = strlen(o->report) + 16;
-    char *tmp = malloc(len);
-    int fd = -1;
-    if (tmp) {
-        snprintf(tmp, len, "%s.tmp.XXXXXX", o->report);
-        fd = mkstemp(tmp);
-    }
-    mode_t um = umask(0);
-    umask(um);
-    FILE *f = fd >= 0 && !fchmod(fd, 0666 & ~um) ? fdopen(fd, "w") : NULL;
-    int rc = -1;
-    if (!f) {
-        fprintf(stderr, "%s: %s: cannot create: %s\n", prog, o->report, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-    } else {
-        write_report(f, o, lr, n, seen, nt, nv);
-        bool bad = ferror(f) != 0;
-        if (fclose(f) || bad || rename(tmp, o->report))
-            fprintf(stderr, "%s: %s: %s\n", prog, o->report, strerror(errno ? errno : EIO));
-        else
-            rc = 0;
-    }
-    if (rc && fd >= 0)
-        unlink(tmp);
-    free(tmp);
-    return rc;
+    tool_out out;
+    if (tool_out_open(prog, &out, o->report))
+        return -1;
+    write_report(out.f, o, lr, n, pi_dataset_seen(d), pi_dataset_count(d, false),
+                 pi_dataset_count(d, true));
+    return tool_out_close(prog, &out, true);
 }
 
 /* --- the run --- */
@@ -530,7 +458,7 @@ int main(int argc, char **argv)
     bool *layers = NULL;
     rc = 0;
     if (o.layers && (!(layers = calloc((size_t)m->hp.n_layer, sizeof *layers)) ||
-                     parse_layers(o.layers, m->hp.n_layer, layers)))
+                     tool_layers(prog, o.layers, m->hp.n_layer, layers)))
         rc = 2;
     if (!rc)
         rc = run(&o, m, layers);

@@ -1,13 +1,21 @@
 /*
  * tool.h: what every pi tool does around its own work, written once:
  * expanding --config into options, the usage-error convention ("Try
- * 'pi-x --help'." and exit status 2), and checking that standard output was
- * written completely before exiting 0.
+ * 'pi-x --help'." and exit status 2), checking that standard output was
+ * written completely before exiting 0, numeric options, layer lists, and
+ * text outputs that appear only when complete.
  */
 #ifndef PI_TOOL_H
 #define PI_TOOL_H
 
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -37,6 +45,122 @@ static inline int tool_exit(const char *prog, pi_args *args, int rc)
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return 1;
     }
+    return rc;
+}
+
+/* A numeric option: arg must be a number in [lo, hi] (whole when asked). */
+static inline int tool_num(const char *prog, const char *opt, const char *arg, double lo,
+                           double hi, bool whole, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (!*arg || *end || errno || !(v >= lo && v <= hi) || (whole && v != floor(v))) {
+        fprintf(stderr, "%s: --%s: '%s' is not a %s from %g to %g\n", prog, opt, arg,
+                whole ? "whole number" : "number", lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A layer list like "0-3,8,20-" (an open range runs to the last layer)
+ * into flags for n layers; -1 with a message on a bad list. */
+static inline int tool_layers(const char *prog, const char *s, int n, bool *on)
+{
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p || a < 0)
+            goto bad;
+        p = end;
+        if (*p == '-') {
+            b = n - 1;
+            if (*++p && *p != ',') {
+                b = strtol(p, &end, 10);
+                if (end == p)
+                    goto bad;
+                p = end;
+            }
+        }
+        if (b < a || b >= n) {
+            fprintf(stderr, "%s: --layers: '%s': the model has layers 0 to %d\n", prog, s, n - 1);
+            return -1;
+        }
+        for (long i = a; i <= b; i++)
+            on[i] = true;
+        if (*p == ',' && p[1])
+            p++;
+        else if (*p)
+            goto bad;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "%s: --layers: '%s' is not a list like 0-3,8,20-\n", prog, s);
+    return -1;
+}
+
+/* A text output (a YAML report) that appears only when complete: written
+ * under a temporary name beside path and renamed by tool_out_close(commit);
+ * "-" or NULL is standard output.  Creating it early makes an unwritable
+ * path fail before a long run rather than after. */
+typedef struct tool_out {
+    const char *path; /* NULL: standard output */
+    char *tmp;
+    FILE *f;
+} tool_out;
+
+static inline int tool_out_open(const char *prog, tool_out *o, const char *path)
+{
+    *o = (tool_out){ path && strcmp(path, "-") ? path : NULL, NULL, stdout };
+    if (!o->path)
+        return 0;
+    size_t n = strlen(path) + 16;
+    int fd = -1;
+    if ((o->tmp = malloc(n))) {
+        snprintf(o->tmp, n, "%s.tmp.XXXXXX", path);
+        fd = mkstemp(o->tmp);
+    }
+    mode_t um = umask(0); /* mkstemp makes 0600: give the usual mode */
+    umask(um);
+    if (fd < 0 || fchmod(fd, 0666 & ~um) || !(o->f = fdopen(fd, "w"))) {
+        fprintf(stderr, "%s: %s: cannot create: %s\n", prog, path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(o->tmp);
+        }
+        free(o->tmp);
+        *o = (tool_out){ 0 };
+        return -1;
+    }
+    return 0;
+}
+
+/* Puts the file in place (commit, after checking every write) or removes
+ * it; -1 with a message when committing fails. */
+static inline int tool_out_close(const char *prog, tool_out *o, bool commit)
+{
+    int rc = 0;
+    if (commit && o->f && (fflush(o->f) || ferror(o->f))) {
+        fprintf(stderr, "%s: %s: %s\n", prog, o->path ? o->path : "standard output",
+                strerror(errno ? errno : EIO));
+        rc = -1;
+    }
+    if (o->tmp) {
+        if (fclose(o->f) && commit && !rc) {
+            fprintf(stderr, "%s: %s: %s\n", prog, o->path, strerror(errno));
+            rc = -1;
+        }
+        if (commit && !rc && rename(o->tmp, o->path)) {
+            fprintf(stderr, "%s: %s: %s\n", prog, o->path, strerror(errno));
+            rc = -1;
+        }
+        if (!commit || rc)
+            unlink(o->tmp);
+        free(o->tmp);
+    }
+    *o = (tool_out){ 0 };
     return rc;
 }
 
