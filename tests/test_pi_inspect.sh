@@ -4,12 +4,7 @@
 set -u
 BUILD=${BUILD:-build}
 bin=$BUILD/bin/pi-inspect
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-t() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 $BUILD/tests/tool_gguf write "$tmp/t.gguf" || bad "tool_gguf writes a file"
 
@@ -55,5 +50,4 @@ if [ -f "$model" ]; then
 else
     echo "skip the default model checks: $model absent (make model)"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

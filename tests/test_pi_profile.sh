@@ -8,21 +8,7 @@ set -u
 BUILD=${BUILD:-build}
 bin=$BUILD/bin/pi-profile
 info=$BUILD/tests/tool_traceinfo
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0 skipped=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-t() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-fails_with() { # name code pattern cmd...: exit status and one stderr line matching
-    local name=$1 code=$2 pat=$3 rc; shift 3
-    "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-    if [ $rc -eq "$code" ] && grep -q -- "$pat" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -le 2 ]; then
-        ok "$name"
-    else
-        bad "$name (exit $rc: $(head -c 300 "$tmp/err"))"
-    fi
-}
+. "$(dirname "$0")/lib.sh"
 field() { "$info" "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
 no_leftovers() { [ -z "$(ls "$tmp/out.d" 2>/dev/null)" ]; }
 
@@ -113,5 +99,4 @@ wait $pid
 t "an interrupted run exits non-zero" test $? -ne 0
 t "an interrupted run leaves no file" no_leftovers
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+finish

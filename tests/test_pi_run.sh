@@ -5,21 +5,7 @@
 set -u
 BUILD=${BUILD:-build}
 bin=$BUILD/bin/pi-run
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0 skipped=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-t() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-fails_with() { # name code pattern cmd...: exit status and one stderr line matching
-    local name=$1 code=$2 pat=$3 rc; shift 3
-    "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-    if [ $rc -eq "$code" ] && grep -q -- "$pat" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -le 2 ]; then
-        ok "$name"
-    else
-        bad "$name (exit $rc: $(head -c 300 "$tmp/err"))"
-    fi
-}
+. "$(dirname "$0")/lib.sh"
 
 python3 tests/ref/synth.py --arch llama --type q4_0 --out "$tmp/llama.gguf" >/dev/null &&
 python3 tests/ref/synth.py --arch qwen3 --type q4_k_m --out "$tmp/qwen3.gguf" >/dev/null ||
@@ -114,5 +100,4 @@ else
     echo "skip the default model checks: $model absent (make model)"
     skipped=$((skipped + 1))
 fi
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+finish

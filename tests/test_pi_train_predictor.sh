@@ -11,21 +11,7 @@ set -u
 BUILD=${BUILD:-build}
 bin=$BUILD/bin/pi-train-predictor
 prof=$BUILD/bin/pi-profile
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0 skipped=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-t() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-fails_with() { # name code pattern cmd...: exit status and one stderr line matching
-    local name=$1 code=$2 pat=$3 rc; shift 3
-    "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-    if [ $rc -eq "$code" ] && grep -q -- "$pat" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -le 2 ]; then
-        ok "$name"
-    else
-        bad "$name (exit $rc: $(head -c 300 "$tmp/err"))"
-    fi
-}
+. "$(dirname "$0")/lib.sh"
 no_leftovers() { [ -z "$(ls "$tmp/out.d" 2>/dev/null)" ]; }
 
 python3 tests/ref/synth.py --arch llama --type f32 --layers 2 --embd 64 --ff 256 \
@@ -115,5 +101,4 @@ t "failures leave no file" no_leftovers
 fails_with "--eval of predictors for another model is refused" 1 "another model" \
     "$bin" -m "$tmp/other.gguf" --eval "$tmp/p.gguf" "$tmp/other.trace"
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+finish
