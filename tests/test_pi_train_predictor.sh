@@ -78,8 +78,10 @@ cat "$tmp/train.trace" | "$bin" "${m[@]}" -q --rank 16 --recall-margin 0.5 -o "$
 t "the trace can come from stdin" cmp -s "$tmp/p.gguf" "$tmp/p2.gguf"
 "$bin" "${m[@]}" -q --rank 16 --memory 0.002 "$tmp/train.trace" -o "$tmp/p3.gguf" 2>"$tmp/err3"
 t "a trace larger than --memory is sampled" test -s "$tmp/p3.gguf"
-t "build-cpu/bin/pi-inspect reads the predictors" \
+t "pi-inspect reads the predictors" \
     bash -c "'$BUILD/bin/pi-inspect' --key general.architecture '$tmp/p.gguf' | grep -q pi-predictor"
+t "pi-inspect shows the predictor section, a line per layer" \
+    bash -c "'$BUILD/bin/pi-inspect' '$tmp/p.gguf' | grep -A9 '^pi predictor: for the model' | grep -c '^ *[01] *16 ' | grep -qx 2"
 
 mkdir -p "$tmp/out.d"
 python3 tests/ref/synth.py --arch qwen2 --type q8_0 --layers 2 --out "$tmp/other.gguf" >/dev/null

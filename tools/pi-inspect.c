@@ -4,6 +4,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "gguf.h"
 #include "json.h"
+#include "predictor.h"
 #include "quant.h"
 #include "tool.h"
 
@@ -112,6 +114,46 @@ static void shape(char *buf, size_t n, const pi_gguf_tensor *t)
     int k = 0;
     for (uint32_t d = 0; d < t->n_dims && k >= 0 && (size_t)k < n; d++)
         k += snprintf(buf + k, n - (size_t)k, d ? " x %" PRId64 : "%" PRId64, t->ne[d]);
+}
+
+/* The pi section of a predictor file (pi-train-predictor's output), read
+ * through the predictor loader so that what is shown has been checked.
+ * Returns -1 (after saying why) when the section is not valid. */
+static int print_predictor(const pi_gguf *g)
+{
+    char arch[32];
+    if (pi_gguf_get_cstr(g, "general.architecture", arch, sizeof arch) ||
+        strcmp(arch, PI_PREDICTOR_ARCH))
+        return 0;
+    pi_err err;
+    pi_predictor *p = pi_predictor_from_gguf(g, &err);
+    if (!p) {
+        printf("pi predictor: not valid: %s\n", err.msg);
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return -1;
+    }
+    pi_predictor_meta m = pi_predictor_get_meta(p);
+    int d = pi_predictor_n_embd(p), ff = pi_predictor_n_ff(p);
+    printf("pi predictor: for the model with fingerprint %016" PRIx64 " (%d layers, %d x %d)\n",
+           pi_predictor_fingerprint(p), pi_predictor_n_layer(p), d, ff);
+    if (isfinite(m.keep_mass))
+        printf("  labels:     neurons keeping %g of each token's activation mass\n", m.keep_mass);
+    if (isfinite(m.label_threshold))
+        printf("  labels:     activation magnitude above %g\n", m.label_threshold);
+    if (isfinite(m.recall_target))
+        printf("  recall:     %g by mass, thresholds set for it\n", m.recall_target);
+    printf("  weights:    %s\n", pi_type_name(pi_predictor_wtype(p)));
+    printf("  %5s %5s %12s %10s %8s\n", "layer", "rank", "threshold", "params", "of FFN");
+    for (int il = 0; il < pi_predictor_n_layer(p); il++) {
+        pi_predictor_layer l;
+        if (pi_predictor_get_layer(p, il, &l) || !l.rank)
+            continue;
+        int64_t params = (int64_t)l.rank * (d + ff + 1) + ff;
+        printf("  %5d %5d %12.6g %10" PRId64 " %7.1f%%\n", il, l.rank, l.threshold, params,
+               100.0 * (double)params / (3.0 * d * ff));
+    }
+    pi_predictor_free(p);
+    return 0;
 }
 
 static void print_text(const pi_gguf *g, const opts *o)
@@ -274,6 +316,8 @@ int main(int argc, char **argv)
         print_json(g, &o);
     else
         print_text(g, &o);
+    if (!o.key && !o.json && o.meta && print_predictor(g))
+        rc = 1;
     pi_gguf_close(g);
     return tool_exit(prog, &args, rc);
 }
