@@ -105,7 +105,7 @@ fuzz: $(FUZZERS)
 FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c \
   libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c \
   libpi/actstats.c libpi/actstats_read.c libpi/json.c libpi/trace.c \
-  libpi/predictor.c libpi/predictor_avx2.c libpi/gguf_write.c libpi/cpu.c
+  libpi/predictor.c libpi/predictor_avx2.c libpi/gguf_write.c libpi/outfile.c libpi/cpu.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -mavx2 -mfma -mf16c -fsanitize=fuzzer,address,undefined \

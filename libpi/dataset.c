@@ -193,16 +193,11 @@ int pi_dataset_decode(const pi_dataset *d, int il, bool val, float *x, float *ac
     const split *sp = &d->sp[val];
     const uint8_t *e = sp->entries[d->index[il]];
     for (int64_t r = 0; r < sp->count; r++, e += d->entry) {
-        float scale, max, value[PI_TRACE_ACT_CODES + 1];
+        float scale, max;
         memcpy(&scale, e, 4);
         memcpy(&max, e + 4 + d->n_embd, 4);
-        for (int i = 0; i < d->n_embd; i++)
-            x[r * d->n_embd + i] = scale * (float)(int8_t)e[4 + i];
-        for (int c = 0; c <= PI_TRACE_ACT_CODES; c++)
-            value[c] = pi_trace_code_value(max, c);
-        const uint8_t *codes = e + 8 + d->n_embd;
-        for (int i = 0; i < d->n_ff; i++)
-            act[r * d->n_ff + i] = value[codes[i]];
+        pi_trace_decode_x_row(scale, (const int8_t *)(e + 4), d->n_embd, x + r * d->n_embd);
+        pi_trace_decode_act_row(max, e + 8 + d->n_embd, d->n_ff, act + r * d->n_ff);
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "outfile.h"
 #include "quant.h"
 
 typedef struct bytes {
@@ -339,31 +340,17 @@ int pi_gguf_writer_write(const pi_gguf_writer *w, const char *path, pi_err *err)
 {
     if (!strcmp(path, "-"))
         return write_fd(w, 1) ? pi_err_set(err, "<stdout>: %s", strerror(errno)) : 0;
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return pi_err_set(err, "%s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        pi_err_set(err, "%s: %s", path, strerror(errno));
-        free(tmp);
+    char *tmp;
+    int fd = pi_outfile_create(path, &tmp, err);
+    if (fd < 0)
         return -1;
-    }
     int rc = write_fd(w, fd);
-    /* mkstemp creates 0600; give the file the usual umask-governed mode. */
-    mode_t um = umask(0);
-    umask(um);
-    if (!rc)
-        rc = fchmod(fd, 0666 & ~um);
     if (close(fd) && !rc)
-        rc = -1;
-    if (!rc && rename(tmp, path))
         rc = -1;
     if (rc) {
         pi_err_set(err, "%s: %s", path, strerror(errno));
-        unlink(tmp);
+        pi_outfile_discard(tmp);
+        return -1;
     }
-    free(tmp);
-    return rc;
+    return pi_outfile_commit(tmp, path, err);
 }

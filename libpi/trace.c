@@ -26,6 +26,8 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "outfile.h"
+
 #define HEADER_FIXED 68
 #define MAX_DIM (1 << 20)
 #define MAX_RECORD ((size_t)256 << 20)
@@ -175,14 +177,26 @@ static size_t row(const pi_trace_record *rec, int slot)
     return (size_t)slot * (size_t)rec->count + (size_t)rec->j;
 }
 
+void pi_trace_decode_x_row(float scale, const int8_t *q, int n, float *x)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = scale * (float)q[i];
+}
+
+void pi_trace_decode_act_row(float max, const uint8_t *codes, int n, float *act)
+{
+    float value[PI_TRACE_ACT_CODES + 1];
+    for (int c = 0; c <= PI_TRACE_ACT_CODES; c++)
+        value[c] = pi_trace_code_value(max, c);
+    for (int i = 0; i < n; i++)
+        act[i] = value[codes[i]];
+}
+
 void pi_trace_decode_x(const pi_trace_record *rec, int slot, float *x)
 {
-    chunk_layout l = layout(rec->info, (size_t)rec->count);
-    size_t r = row(rec, slot);
-    float scale = get_f32(rec->chunk + l.xscale + 4 * r);
-    const uint8_t *q = rec->chunk + l.x + r * (size_t)rec->info->n_embd;
-    for (int i = 0; i < rec->info->n_embd; i++)
-        x[i] = scale * (float)(int8_t)q[i];
+    float scale;
+    const int8_t *q = pi_trace_x_raw(rec, slot, &scale);
+    pi_trace_decode_x_row(scale, q, rec->info->n_embd, x);
 }
 
 const int8_t *pi_trace_x_raw(const pi_trace_record *rec, int slot, float *scale)
@@ -203,12 +217,9 @@ const uint8_t *pi_trace_act_codes(const pi_trace_record *rec, int slot, float *m
 
 void pi_trace_decode_act(const pi_trace_record *rec, int slot, float *act)
 {
-    float max, value[PI_TRACE_ACT_CODES + 1];
+    float max;
     const uint8_t *codes = pi_trace_act_codes(rec, slot, &max);
-    for (int c = 0; c <= PI_TRACE_ACT_CODES; c++)
-        value[c] = pi_trace_code_value(max, c);
-    for (int i = 0; i < rec->info->n_ff; i++)
-        act[i] = value[codes[i]];
+    pi_trace_decode_act_row(max, codes, rec->info->n_ff, act);
 }
 
 /* --- header --- */
@@ -359,22 +370,13 @@ pi_trace_writer *pi_trace_writer_open(const char *path, const pi_trace_info *inf
     if (strcmp(path, "-") == 0) {
         w->f = stdout;
     } else {
-        size_t n = strlen(path) + 16;
-        int fd = -1;
-        if ((w->tmp = malloc(n))) {
-            snprintf(w->tmp, n, "%s.tmp.XXXXXX", path);
-            fd = mkstemp(w->tmp);
-        }
-        /* mkstemp creates 0600; give the file the usual umask-governed mode. */
-        mode_t um = umask(0);
-        umask(um);
-        if (fd < 0 || fchmod(fd, 0666 & ~um) || !(w->f = fdopen(fd, "wb"))) {
+        int fd = pi_outfile_create(path, &w->tmp, err);
+        if (fd >= 0 && !(w->f = fdopen(fd, "wb"))) {
             pi_err_set(err, "%s: cannot create: %s", path, strerror(errno));
-            if (fd >= 0) {
-                close(fd);
-                unlink(w->tmp);
-            }
-            free(w->tmp);
+            close(fd);
+        }
+        if (!w->f) {
+            pi_outfile_discard(w->tmp);
             free(w->path);
             free(w);
             return NULL;
@@ -450,10 +452,11 @@ int pi_trace_writer_commit(pi_trace_writer *w, pi_err *err)
     if (fclose(w->f) && !rc)
         rc = pi_err_set(err, "%s: %s", w->path, strerror(errno));
     w->f = NULL;
-    if (!rc && rename(w->tmp, w->path))
-        rc = pi_err_set(err, "%s: cannot rename into place: %s", w->path, strerror(errno));
-    if (rc)
-        unlink(w->tmp);
+    if (!rc)
+        rc = pi_outfile_commit(w->tmp, w->path, err);
+    else
+        pi_outfile_discard(w->tmp);
+    w->tmp = NULL; /* freed by either */
     writer_free(w);
     return rc;
 }
@@ -465,7 +468,8 @@ void pi_trace_writer_abort(pi_trace_writer *w)
     if (w->tmp) {
         if (w->f)
             fclose(w->f);
-        unlink(w->tmp);
+        pi_outfile_discard(w->tmp);
+        w->tmp = NULL;
     } else {
         fflush(w->f);
     }

@@ -118,6 +118,10 @@ void pi_trace_decode_act(const pi_trace_record *rec, int slot, float *act);
 const int8_t *pi_trace_x_raw(const pi_trace_record *rec, int slot, float *scale);
 /* The raw codes and the row maximum, for callers that work on bins. */
 const uint8_t *pi_trace_act_codes(const pi_trace_record *rec, int slot, float *max);
+/* The same for one row held elsewhere in its encoded form (scale and n int8
+ * values; row maximum and n codes). */
+void pi_trace_decode_x_row(float scale, const int8_t *q, int n, float *x);
+void pi_trace_decode_act_row(float max, const uint8_t *codes, int n, float *act);
 /* The magnitude a code stands for, given the row maximum. */
 float pi_trace_code_value(float max, int code);
 

@@ -160,35 +160,6 @@ typedef struct text {
     size_t n;
 } text;
 
-static int read_all(const char *path, char **buf, size_t *len)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f)
-        return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *nb = realloc(b, cap *= 2);
-        if (!nb)
-            free(b);
-        b = nb;
-    }
-    int err = ferror(f) || !b;
-    if (f != stdin)
-        fclose(f);
-    if (err) {
-        free(b);
-        errno = b ? EIO : ENOMEM;
-        return -1;
-    }
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
 /* Tokenizes every input; the total number of tokens, or -1 (reported). */
 static int64_t load_texts(const opts *o, const pi_tokenizer *tk, text *texts)
 {
@@ -198,10 +169,8 @@ static int64_t load_texts(const opts *o, const pi_tokenizer *tk, text *texts)
         size_t len;
         pi_err err;
         texts[i].name = strcmp(o->files[i], "-") ? o->files[i] : "(stdin)";
-        if (read_all(o->files[i], &buf, &len)) {
-            fprintf(stderr, "%s: %s: %s\n", prog, texts[i].name, strerror(errno));
+        if (!(buf = tool_read_text(prog, o->files[i], &len)))
             return -1;
-        }
         int rc = pi_tokenize(tk, buf, len, false, false, &texts[i].ids, &texts[i].n, &err);
         free(buf);
         if (rc) {

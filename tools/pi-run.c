@@ -150,39 +150,6 @@ static int parse_args(int argc, char **argv, void *opts_out)
     return 0;
 }
 
-/* Reads a whole file ("-": stdin) into a NUL-terminated buffer. */
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0, r;
-    char *b = malloc(cap + 1);
-    while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n < cap)
-            continue;
-        char *nb = realloc(b, 2 * cap + 1);
-        if (!nb)
-            free(b);
-        b = nb;
-        cap *= 2;
-    }
-    bool bad = !b || ferror(f);
-    if (f != stdin)
-        fclose(f);
-    if (bad) {
-        fprintf(stderr, "%s: %s: cannot read\n", prog, path);
-        free(b);
-        return NULL;
-    }
-    b[n] = 0;
-    *len = n;
-    return b;
-}
-
 static double now(void)
 {
     struct timespec ts;
@@ -217,7 +184,7 @@ static int perplexity(run *r)
     size_t len, n;
     int32_t *ids;
     pi_err err;
-    char *text = read_text(r->o->ppl_file, &len);
+    char *text = tool_read_text(prog, r->o->ppl_file, &len);
     if (!text)
         return 1;
     int rc = pi_tokenize(r->tok, text, len, pi_tokenizer_add_bos(r->tok), false, &ids, &n, &err);
@@ -256,8 +223,8 @@ static int prompt_tokens(run *r, int32_t **ids, size_t *n)
 {
     const opts *o = r->o;
     size_t len = 0;
-    char *text = o->prompt ? strdup(o->prompt) : read_text(o->prompt_file ? o->prompt_file : "-",
-                                                             &len);
+    const char *file = o->prompt_file ? o->prompt_file : "-";
+    char *text = o->prompt ? strdup(o->prompt) : tool_read_text(prog, file, &len);
     if (!text)
         return 1;
     len = strlen(text);

@@ -14,10 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "outfile.h"
 
 /* Expands --config and runs the tool's option parser over the result.
  * Returns 0, or the exit status for a usage error (already reported). */
@@ -101,6 +101,40 @@ bad:
     return -1;
 }
 
+/* Reads a whole file ("-": stdin) into a NUL-terminated buffer; NULL after
+ * a message naming the file. */
+static inline char *tool_read_text(const char *prog, const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0, r;
+    char *b = malloc(cap + 1);
+    while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n < cap)
+            continue;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb)
+            free(b);
+        b = nb;
+        cap *= 2;
+    }
+    bool bad = !b || ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        fprintf(stderr, "%s: %s: cannot read\n", prog, path);
+        free(b);
+        return NULL;
+    }
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
 /* A text output (a YAML report) that appears only when complete: written
  * under a temporary name beside path and renamed by tool_out_close(commit);
  * "-" or NULL is standard output.  Creating it early makes an unwritable
@@ -116,21 +150,16 @@ static inline int tool_out_open(const char *prog, tool_out *o, const char *path)
     *o = (tool_out){ path && strcmp(path, "-") ? path : NULL, NULL, stdout };
     if (!o->path)
         return 0;
-    size_t n = strlen(path) + 16;
-    int fd = -1;
-    if ((o->tmp = malloc(n))) {
-        snprintf(o->tmp, n, "%s.tmp.XXXXXX", path);
-        fd = mkstemp(o->tmp);
+    pi_err err;
+    int fd = pi_outfile_create(path, &o->tmp, &err);
+    o->f = NULL;
+    if (fd >= 0 && !(o->f = fdopen(fd, "w"))) {
+        pi_err_set(&err, "%s: cannot create: %s", path, strerror(errno));
+        close(fd);
     }
-    mode_t um = umask(0); /* mkstemp makes 0600: give the usual mode */
-    umask(um);
-    if (fd < 0 || fchmod(fd, 0666 & ~um) || !(o->f = fdopen(fd, "w"))) {
-        fprintf(stderr, "%s: %s: cannot create: %s\n", prog, path, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(o->tmp);
-        }
-        free(o->tmp);
+    if (!o->f) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        pi_outfile_discard(o->tmp);
         *o = (tool_out){ 0 };
         return -1;
     }
@@ -152,13 +181,15 @@ static inline int tool_out_close(const char *prog, tool_out *o, bool commit)
             fprintf(stderr, "%s: %s: %s\n", prog, o->path, strerror(errno));
             rc = -1;
         }
-        if (commit && !rc && rename(o->tmp, o->path)) {
-            fprintf(stderr, "%s: %s: %s\n", prog, o->path, strerror(errno));
-            rc = -1;
+        pi_err err;
+        if (commit && !rc) {
+            if (pi_outfile_commit(o->tmp, o->path, &err)) {
+                fprintf(stderr, "%s: %s\n", prog, err.msg);
+                rc = -1;
+            }
+        } else {
+            pi_outfile_discard(o->tmp);
         }
-        if (!commit || rc)
-            unlink(o->tmp);
-        free(o->tmp);
     }
     *o = (tool_out){ 0 };
     return rc;
