@@ -32,6 +32,13 @@ void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, 
 pi_acts pi_ffn_acts(pi_pool *pool, const pi_ffn_scratch *s, pi_type wtype, const float *x, int n,
                     int64_t ne);
 
+/* A neuron-major down projection w (n_ff rows of n_embd): out[t] = sum over
+ * k < n_idx of act[t * lda + k] * row idx[k] of w (row k when idx is NULL),
+ * for n tokens; out is n rows of w->ne0.  Rows are dequantised once for all
+ * n tokens; activations that are exactly 0 are skipped. */
+void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t lda,
+                   const int32_t *idx, int64_t n_idx, float *out, int n);
+
 /* SiLU(g) * u, elementwise, in place in g. */
 void pi_swiglu(float *g, const float *u, int64_t n);
 

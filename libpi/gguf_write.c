@@ -34,6 +34,8 @@ typedef struct wtensor {
     uint32_t type, n_dims;
     int64_t ne[PI_GGUF_MAX_DIMS];
     const void *data;
+    pi_gguf_fill_fn fill; /* when data is NULL */
+    void *user;
     uint64_t size, offset;
 } wtensor;
 
@@ -250,9 +252,18 @@ int pi_gguf_set_value(pi_gguf_writer *w, const char *key, const pi_gguf_value *v
 int pi_gguf_add_tensor(pi_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                        const int64_t *ne, const void *data, uint64_t size, pi_err *err)
 {
+    return pi_gguf_add_tensor_fill(w, name, type, n_dims, ne, size, NULL, (void *)data, err);
+}
+
+int pi_gguf_add_tensor_fill(pi_gguf_writer *w, const char *name, uint32_t type,
+                            uint32_t n_dims, const int64_t *ne, uint64_t size,
+                            pi_gguf_fill_fn fill, void *user, pi_err *err)
+{
+    const void *data = fill ? NULL : user;
     if (n_dims < 1 || n_dims > PI_GGUF_MAX_DIMS)
         return pi_err_set(err, "tensor '%s': %u dimensions", name, n_dims);
-    wtensor t = { .type = type, .n_dims = n_dims, .data = data, .size = size };
+    wtensor t = { .type = type, .n_dims = n_dims, .data = data, .size = size, .fill = fill,
+                  .user = fill ? user : NULL };
     uint64_t rows = 1;
     for (uint32_t d = 0; d < PI_GGUF_MAX_DIMS; d++) {
         t.ne[d] = d < n_dims ? ne[d] : 1;
@@ -296,7 +307,30 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-static int write_fd(const pi_gguf_writer *w, int fd)
+/* A tensor's bytes: its data, or what its fill function produced into *buf
+ * (grown as needed and reused).  NULL with err set when filling failed. */
+static const void *tensor_bytes(const wtensor *t, uint8_t **buf, uint64_t *cap, pi_err *err)
+{
+    if (!t->fill)
+        return t->data;
+    if (t->size > *cap) {
+        if (t->size > SIZE_MAX) {
+            pi_err_set(err, "tensor '%s': too large", t->name);
+            return NULL;
+        }
+        uint8_t *p = realloc(*buf, t->size ? (size_t)t->size : 1);
+        if (!p) {
+            pi_err_set(err, "out of memory for tensor '%s'", t->name);
+            return NULL;
+        }
+        *buf = p;
+        *cap = t->size;
+    }
+    return t->fill(t->user, *buf, t->size, err) ? NULL : *buf;
+}
+
+/* -1 with errno set for a failed write, -2 with err set for a failed fill. */
+static int write_fd(const pi_gguf_writer *w, int fd, pi_err *err)
 {
     bytes h = { 0 };
     put_u32(&h, PI_GGUF_MAGIC);
@@ -323,13 +357,21 @@ static int write_fd(const pi_gguf_writer *w, int fd)
     int rc = h.oom ? -1 : write_all(fd, h.p, h.n);
     for (; !rc && pad; pad -= pad > sizeof zeros ? sizeof zeros : pad)
         rc = write_all(fd, zeros, pad > sizeof zeros ? sizeof zeros : pad);
+    uint8_t *buf = NULL;
+    uint64_t cap = 0;
     for (size_t i = 0; !rc && i < w->n_t; i++) {
         const wtensor *t = &w->t[i];
-        rc = write_all(fd, t->data, t->size);
+        const void *data = tensor_bytes(t, &buf, &cap, err);
+        if (!data) {
+            rc = -2;
+            break;
+        }
+        rc = write_all(fd, data, t->size);
         pad = (size_t)(align_up(t->size, w->alignment) - t->size);
         if (!rc && pad && i + 1 < w->n_t)
             rc = write_all(fd, zeros, pad);
     }
+    free(buf);
     free(h.p);
     if (h.oom)
         errno = ENOMEM;
@@ -338,17 +380,20 @@ static int write_fd(const pi_gguf_writer *w, int fd)
 
 int pi_gguf_writer_write(const pi_gguf_writer *w, const char *path, pi_err *err)
 {
-    if (!strcmp(path, "-"))
-        return write_fd(w, 1) ? pi_err_set(err, "<stdout>: %s", strerror(errno)) : 0;
+    if (!strcmp(path, "-")) {
+        int rc = write_fd(w, 1, err);
+        return rc == -1 ? pi_err_set(err, "<stdout>: %s", strerror(errno)) : rc ? -1 : 0;
+    }
     char *tmp;
     int fd = pi_outfile_create(path, &tmp, err);
     if (fd < 0)
         return -1;
-    int rc = write_fd(w, fd);
+    int rc = write_fd(w, fd, err);
     if (close(fd) && !rc)
         rc = -1;
     if (rc) {
-        pi_err_set(err, "%s: %s", path, strerror(errno));
+        if (rc == -1)
+            pi_err_set(err, "%s: %s", path, strerror(errno));
         pi_outfile_discard(tmp);
         return -1;
     }

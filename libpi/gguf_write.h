@@ -49,6 +49,16 @@ int pi_gguf_set_value(pi_gguf_writer *w, const char *key, const pi_gguf_value *v
 int pi_gguf_add_tensor(pi_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                        const int64_t *ne, const void *data, uint64_t size, pi_err *err);
 
+/* A tensor whose bytes are produced at write time, one tensor at a time, so
+ * that a large file is written without holding all of it: fill() must write
+ * exactly `size` bytes to buf and return 0, or return -1 with err set, which
+ * fails the write (and discards the temporary file).  Tensors are filled in
+ * the order they were added. */
+typedef int (*pi_gguf_fill_fn)(void *user, void *buf, uint64_t size, pi_err *err);
+int pi_gguf_add_tensor_fill(pi_gguf_writer *w, const char *name, uint32_t type,
+                            uint32_t n_dims, const int64_t *ne, uint64_t size,
+                            pi_gguf_fill_fn fill, void *user, pi_err *err);
+
 /* Writes the file ("-" for standard output, written directly). */
 int pi_gguf_writer_write(const pi_gguf_writer *w, const char *path, pi_err *err);
 

@@ -4,6 +4,9 @@
  */
 #include "model.h"
 
+#include "packinfo.h"
+#include "predictor.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +120,8 @@ static int bind(const pi_gguf *g, pi_weight *w, const char *name, int64_t ne0, i
     return 0;
 }
 
-static int bind_layer(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, pi_err *err)
+static int bind_layer(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, bool packed,
+                      pi_err *err)
 {
     char n[96];
     int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
@@ -133,10 +137,39 @@ static int bind_layer(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *
            B(k_norm, "attn_k_norm.weight", hp->head_dim, 1, qk_norm) ||
            B(ffn_norm, "ffn_norm.weight", d, 1, true) ||
            B(gate, "ffn_gate.weight", d, ff, true) || B(up, "ffn_up.weight", d, ff, true) ||
-           B(down, "ffn_down.weight", ff, d, true)
+           (packed ? B(down, "ffn_down_t.weight", d, ff, true)
+                   : B(down, "ffn_down.weight", ff, d, true))
                ? -1
-               : 0;
+               : (l->down_t = packed, 0);
 #undef B
+}
+
+/* The pi section and the predictors of a packed model, checked against the
+ * model they came with. */
+static int load_pack(pi_model *m, pi_err *err)
+{
+    const pi_hparams *hp = &m->hp;
+    const char *path = pi_gguf_path(m->gguf);
+    if (!(m->pack = calloc(1, sizeof *m->pack)))
+        return pi_err_set(err, "out of memory");
+    if (pi_packinfo_read(m->gguf, hp->n_layer, hp->n_ff, m->pack, err))
+        return -1;
+    if (!pi_gguf_get(m->gguf, "pi.predictor.version"))
+        return 0; /* packed without predictors: runs dense */
+    if (!(m->pred = pi_predictor_from_packed(m->gguf, err)))
+        return -1;
+    if (pi_predictor_n_layer(m->pred) != hp->n_layer ||
+        pi_predictor_n_embd(m->pred) != hp->n_embd || pi_predictor_n_ff(m->pred) != hp->n_ff)
+        return pi_err_set(err, "%s: the predictors' shape (%d layers, %d x %d) is not the "
+                          "model's (%d layers, %d x %d)", path, pi_predictor_n_layer(m->pred),
+                          pi_predictor_n_embd(m->pred), pi_predictor_n_ff(m->pred),
+                          hp->n_layer, hp->n_embd, hp->n_ff);
+    if (pi_predictor_fingerprint(m->pred) != m->pack->source_fingerprint)
+        return pi_err_set(err, "%s: the predictors were trained for model %016llx, not the "
+                          "packed model's source %016llx", path,
+                          (unsigned long long)pi_predictor_fingerprint(m->pred),
+                          (unsigned long long)m->pack->source_fingerprint);
+    return 0;
 }
 
 pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err)
@@ -169,9 +202,12 @@ pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err)
         pi_err_set(err, "out of memory");
         goto fail;
     }
+    bool packed = pi_packinfo_present(g);
     for (int il = 0; il < hp->n_layer; il++)
-        if (bind_layer(g, hp, il, &m->layers[il], err))
+        if (bind_layer(g, hp, il, &m->layers[il], packed, err))
             goto fail;
+    if (packed && load_pack(m, err))
+        goto fail;
     return m;
 fail:
     pi_model_close(m);
@@ -189,6 +225,9 @@ void pi_model_close(pi_model *m)
     if (!m)
         return;
     pi_gguf_close(m->gguf);
+    pi_packinfo_free(m->pack);
+    free(m->pack);
+    pi_predictor_free(m->pred);
     free(m->layers);
     free(m);
 }

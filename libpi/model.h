@@ -8,6 +8,10 @@
  *           pairs), SwiGLU, RMSNorm, tied or untied output;
  *   qwen2   as llama plus q/k/v biases, RoPE on split halves (NeoX);
  *   qwen3   as qwen2 without biases, with RMSNorm of each q and k head.
+ *
+ * A model packed by pi-pack (man/pi-gguf.5) opens the same way; its layers
+ * then have a neuron-major down projection and the model carries its pi
+ * section and predictors.
  */
 #ifndef PI_MODEL_H
 #define PI_MODEL_H
@@ -47,6 +51,9 @@ typedef struct pi_weight {
 typedef struct pi_layer {
     pi_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
     pi_weight ffn_norm, gate, up, down;
+    /* down is neuron-major (a packed model's ffn_down_t: n_ff rows of n_embd,
+     * one per neuron) rather than GGUF's n_embd rows of n_ff */
+    bool down_t;
 } pi_layer;
 
 typedef struct pi_model {
@@ -54,6 +61,10 @@ typedef struct pi_model {
     pi_hparams hp;
     pi_weight tok_embd, output_norm, output; /* output may alias tok_embd */
     pi_layer *layers;
+    /* A packed model's pi section and predictors (packinfo.h); NULL for an
+     * ordinary model. */
+    struct pi_packinfo *pack;
+    struct pi_predictor *pred;
 } pi_model;
 
 /* Opens and checks a model: architecture, every tensor present with the

@@ -13,6 +13,8 @@
  */
 #include "placement.h"
 
+#include "packinfo.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -249,8 +251,7 @@ int pi_placement_neuron_bytes(const pi_model *m, uint64_t *out, pi_err *err)
         const pi_layer *l = &m->layers[il];
         /* The file's down projection has rows of n_ff (one per output); the
          * packed model's has one row of n_embd per neuron. */
-        size_t down = l->down.ne0 == hp->n_embd && l->down.ne1 == hp->n_ff
-                          ? l->down.row_bytes
+        size_t down = l->down_t ? l->down.row_bytes
                           : pi_row_size(l->down.type, hp->n_embd);
         if (!down)
             return pi_err_set(err, "layer %d: ffn_down type %s cannot hold rows of %d elements",
@@ -277,6 +278,32 @@ int pi_placement_input_from_model(const pi_model *m, const float *const *freq,
                               (uint64_t)hp->head_dim,
     };
     return 0;
+}
+
+int pi_placement_plan_model(const pi_model *m, const pi_placement_params *p, pi_placement *out,
+                            pi_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!m->pack)
+        return pi_err_set(err, "%s: not a packed model: placement needs the firing frequencies "
+                          "pi-pack stores", pi_gguf_path(m->gguf));
+    int nl = m->hp.n_layer;
+    const float **freq = malloc((size_t)nl * sizeof *freq);
+    uint64_t *bytes = malloc((size_t)nl * sizeof *bytes);
+    pi_placement_input in;
+    int rc = -1;
+    if (!freq || !bytes) {
+        pi_err_set(err, "out of memory");
+        goto done;
+    }
+    for (int il = 0; il < nl; il++)
+        freq[il] = pi_packinfo_freq(m->pack, il);
+    if (!pi_placement_input_from_model(m, freq, bytes, &in, err))
+        rc = pi_placement_plan(&in, p, out, err);
+done:
+    free(freq);
+    free(bytes);
+    return rc;
 }
 
 /* ---- Printing ---- */

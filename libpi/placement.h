@@ -102,6 +102,11 @@ int pi_placement_input_from_model(const pi_model *m, const float *const *freq,
                                   uint64_t *neuron_bytes, pi_placement_input *in,
                                   pi_err *err);
 
+/* The plan for a packed model (model.h: m->pack) from the frequencies it
+ * stores, as pi-pack computed it; fails for a model that is not packed. */
+int pi_placement_plan_model(const pi_model *m, const pi_placement_params *p, pi_placement *out,
+                            pi_err *err);
+
 /* Prints the plan as a table (`--dry-run`): per layer the hot neurons on the
  * GPU out of n_ff, MiB and expected share of activations, then the totals.
  * Returns -1 if writing to f failed. */

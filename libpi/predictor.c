@@ -379,8 +379,7 @@ static int set_meta(pi_gguf_writer *w, const pi_predictor *p, uint32_t *ranks, f
         ranks[il] = (uint32_t)p->layers[il].rank;
         thr[il] = p->layers[il].threshold;
     }
-    int rc = pi_gguf_set_str(w, "general.architecture", PI_PREDICTOR_ARCH, err);
-    rc = rc ? rc : pi_gguf_set_u32(w, "pi.predictor.version", PI_PREDICTOR_VERSION, err);
+    int rc = pi_gguf_set_u32(w, "pi.predictor.version", PI_PREDICTOR_VERSION, err);
     rc = rc ? rc : pi_gguf_set_u64(w, "pi.predictor.fingerprint", p->fingerprint, err);
     rc = rc ? rc : pi_gguf_set_u32(w, "pi.predictor.n_layer", (uint32_t)p->n_layer, err);
     rc = rc ? rc : pi_gguf_set_u32(w, "pi.predictor.n_embd", (uint32_t)p->n_embd, err);
@@ -398,32 +397,69 @@ static int set_meta(pi_gguf_writer *w, const pi_predictor *p, uint32_t *ranks, f
     return rc;
 }
 
+/* The F16 copies a writer references until it has written. */
+struct pi_predictor_hold {
+    int n;
+    uint16_t **keep; /* [2 * n_layer] */
+};
+
+void pi_predictor_hold_free(pi_predictor_hold *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; h->keep && i < h->n; i++)
+        free(h->keep[i]);
+    free(h->keep);
+    free(h);
+}
+
+int pi_predictor_add_to_writer(const pi_predictor *p, pi_gguf_writer *w, pi_predictor_hold **hold,
+                               pi_err *err)
+{
+    *hold = calloc(1, sizeof **hold);
+    uint32_t *ranks = malloc((size_t)p->n_layer * sizeof *ranks);
+    float *thr = malloc((size_t)p->n_layer * sizeof *thr);
+    int rc = -1;
+    if (!*hold || !ranks || !thr ||
+        !((*hold)->keep = calloc((size_t)p->n_layer * 2, sizeof *(*hold)->keep))) {
+        pi_err_set(err, "out of memory");
+        goto done;
+    }
+    (*hold)->n = 2 * p->n_layer;
+    if (set_meta(w, p, ranks, thr, err))
+        goto done;
+    for (int il = 0; il < p->n_layer; il++)
+        if (p->layers[il].rank && add_layer(w, p, il, (*hold)->keep + 2 * il, err))
+            goto done;
+    rc = 0;
+done:
+    free(thr);
+    free(ranks);
+    if (rc) {
+        pi_predictor_hold_free(*hold);
+        *hold = NULL;
+    }
+    return rc;
+}
+
 int pi_predictor_save(const pi_predictor *p, const char *path, pi_err *err)
 {
     pi_gguf_writer *w = pi_gguf_writer_new(0);
-    uint32_t *ranks = malloc((size_t)p->n_layer * sizeof *ranks);
-    float *thr = malloc((size_t)p->n_layer * sizeof *thr);
-    uint16_t **keep = calloc((size_t)p->n_layer * 2, sizeof *keep);
+    pi_predictor_hold *hold = NULL;
     pi_err e = { { 0 } };
     int rc = -1;
-    if (!w || !ranks || !thr || !keep) {
+    if (!w) {
         pi_err_set(&e, "out of memory");
         goto done;
     }
-    if (set_meta(w, p, ranks, thr, &e))
+    if (pi_gguf_set_str(w, "general.architecture", PI_PREDICTOR_ARCH, &e) ||
+        pi_predictor_add_to_writer(p, w, &hold, &e))
         goto done;
-    for (int il = 0; il < p->n_layer; il++)
-        if (p->layers[il].rank && add_layer(w, p, il, keep + 2 * il, &e))
-            goto done;
     rc = pi_gguf_writer_write(w, path, err);
 done:
     if (rc && e.msg[0])
         pi_err_set(err, "%s: %s", path, e.msg);
-    for (int i = 0; keep && i < 2 * p->n_layer; i++)
-        free(keep[i]);
-    free(keep);
-    free(thr);
-    free(ranks);
+    pi_predictor_hold_free(hold);
     pi_gguf_writer_free(w);
     return rc;
 }
@@ -434,6 +470,7 @@ typedef struct loader {
     const pi_gguf *g;
     const char *path;
     pi_err *err;
+    bool embedded; /* inside a packed model, among the model's keys and tensors */
 } loader;
 
 #define FAIL(ld, ...) pi_err_set((ld)->err, __VA_ARGS__)
@@ -463,9 +500,11 @@ static int get_opt_f32(const loader *ld, const char *key, float *out)
 static int check_header(const loader *ld, uint64_t *fp, int dims[3])
 {
     char arch[64];
-    if (pi_gguf_get_cstr(ld->g, "general.architecture", arch, sizeof arch))
+    if (ld->embedded)
+        ; /* the model's architecture */
+    else if (pi_gguf_get_cstr(ld->g, "general.architecture", arch, sizeof arch))
         return FAIL(ld, "%s: not a predictor file (no general.architecture)", ld->path);
-    if (strcmp(arch, PI_PREDICTOR_ARCH))
+    else if (strcmp(arch, PI_PREDICTOR_ARCH))
         return FAIL(ld, "%s: not a predictor file (architecture '%s')", ld->path, arch);
     uint32_t version;
     if (pi_gguf_get_u32(ld->g, "pi.predictor.version", &version))
@@ -568,6 +607,7 @@ static pi_type file_wtype(const pi_gguf *g)
 {
     for (int64_t i = 0; i < pi_gguf_n_tensors(g); i++)
         if (pi_gguf_tensor_at(g, i)->type == PI_TYPE_F32 &&
+            !strncmp(pi_gguf_tensor_at(g, i)->name, "pred.", 5) &&
             strstr(pi_gguf_tensor_at(g, i)->name, ".w"))
             return PI_TYPE_F32;
     return PI_TYPE_F16;
@@ -606,7 +646,7 @@ static int read_layers(const loader *ld, pi_predictor *p)
             rc = read_layer(ld, p, il, rank, pi_gguf_arr_f32(thr, (uint64_t)il), buf);
     }
     free(buf);
-    if (rc || pi_gguf_n_tensors(ld->g) == 4 * present)
+    if (rc || ld->embedded || pi_gguf_n_tensors(ld->g) == 4 * present)
         return rc;
     for (int64_t i = 0; i < pi_gguf_n_tensors(ld->g); i++) {
         const char *name = pi_gguf_tensor_at(ld->g, i)->name;
@@ -616,9 +656,9 @@ static int read_layers(const loader *ld, pi_predictor *p)
     return 0;
 }
 
-pi_predictor *pi_predictor_from_gguf(const pi_gguf *g, pi_err *err)
+static pi_predictor *from_gguf(const pi_gguf *g, bool embedded, pi_err *err)
 {
-    loader ld = { g, pi_gguf_path(g), err };
+    loader ld = { g, pi_gguf_path(g), err, embedded };
     uint64_t fp;
     int dims[3];
     if (check_header(&ld, &fp, dims))
@@ -641,6 +681,16 @@ pi_predictor *pi_predictor_from_gguf(const pi_gguf *g, pi_err *err)
         return NULL;
     }
     return p;
+}
+
+pi_predictor *pi_predictor_from_gguf(const pi_gguf *g, pi_err *err)
+{
+    return from_gguf(g, false, err);
+}
+
+pi_predictor *pi_predictor_from_packed(const pi_gguf *g, pi_err *err)
+{
+    return from_gguf(g, true, err);
 }
 
 pi_predictor *pi_predictor_load(const char *path, pi_err *err)

@@ -43,6 +43,7 @@
 
 #include "err.h"
 #include "gguf.h"
+#include "gguf_write.h"
 #include "quant.h"
 
 #define PI_PREDICTOR_ARCH "pi-predictor"
@@ -118,12 +119,24 @@ int pi_predictor_select(const pi_predictor *p, int il, const float *x, float *lo
 /* Writes the predictor GGUF atomically (a temporary file renamed into
  * place; "-" writes standard output). */
 int pi_predictor_save(const pi_predictor *p, const char *path, pi_err *err);
+/* Adds p's pi.predictor.* keys and pred.* tensors to another file being
+ * written (a packed model).  The writer references F16 copies that *hold
+ * owns: free it with pi_predictor_hold_free() after pi_gguf_writer_write().
+ * The predictor itself must also outlive the write. */
+typedef struct pi_predictor_hold pi_predictor_hold;
+int pi_predictor_add_to_writer(const pi_predictor *p, pi_gguf_writer *w, pi_predictor_hold **hold,
+                               pi_err *err);
+void pi_predictor_hold_free(pi_predictor_hold *h); /* NULL is allowed */
+
 /* Reads and validates a predictor file (untrusted input): architecture,
  * version, fingerprint, shapes against the ranks, tensor types, every value
  * finite, no tensor that does not belong.  NULL with err naming the file. */
 pi_predictor *pi_predictor_load(const char *path, pi_err *err);
 /* The same from an open GGUF; messages name pi_gguf_path(g). */
 pi_predictor *pi_predictor_from_gguf(const pi_gguf *g, pi_err *err);
+/* The predictors inside a packed model: the same checks, except that the
+ * file's architecture is the model's and its other tensors are the model's. */
+pi_predictor *pi_predictor_from_packed(const pi_gguf *g, pi_err *err);
 
 /* C[m x n] += A[m x k] B[k x n], row-major with leading dimensions lda, ldb,
  * ldc: the one matrix product of inference and training.  Each C element

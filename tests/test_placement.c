@@ -606,6 +606,7 @@ static void test_model_reserve_and_costs(void **state)
     assert_int_equal(pi_placement_neuron_bytes(&m, cost, &err), 0);
     assert_true(cost[0] == 36 + 36 + 68 && cost[1] == 140);
     set_w(&layers[1].down, PI_TYPE_F16, D, FF); /* neuron-major, repacked */
+    layers[1].down_t = true;
     assert_int_equal(pi_placement_neuron_bytes(&m, cost, &err), 0);
     assert_true(cost[1] == 36 + 36 + 2 * D);
 

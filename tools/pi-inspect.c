@@ -12,6 +12,7 @@
 
 #include "gguf.h"
 #include "json.h"
+#include "packinfo.h"
 #include "predictor.h"
 #include "quant.h"
 #include "tool.h"
@@ -116,26 +117,10 @@ static void shape(char *buf, size_t n, const pi_gguf_tensor *t)
         k += snprintf(buf + k, n - (size_t)k, d ? " x %" PRId64 : "%" PRId64, t->ne[d]);
 }
 
-/* The pi section of a predictor file (pi-train-predictor's output), read
- * through the predictor loader so that what is shown has been checked.
- * Returns -1 (after saying why) when the section is not valid. */
-static int print_predictor(const pi_gguf *g)
+static void print_predictor_layers(const pi_predictor *p)
 {
-    char arch[32];
-    if (pi_gguf_get_cstr(g, "general.architecture", arch, sizeof arch) ||
-        strcmp(arch, PI_PREDICTOR_ARCH))
-        return 0;
-    pi_err err;
-    pi_predictor *p = pi_predictor_from_gguf(g, &err);
-    if (!p) {
-        printf("pi predictor: not valid: %s\n", err.msg);
-        fprintf(stderr, "%s: %s\n", prog, err.msg);
-        return -1;
-    }
     pi_predictor_meta m = pi_predictor_get_meta(p);
     int d = pi_predictor_n_embd(p), ff = pi_predictor_n_ff(p);
-    printf("pi predictor: for the model with fingerprint %016" PRIx64 " (%d layers, %d x %d)\n",
-           pi_predictor_fingerprint(p), pi_predictor_n_layer(p), d, ff);
     if (isfinite(m.keep_mass))
         printf("  labels:     neurons keeping %g of each token's activation mass\n", m.keep_mass);
     if (isfinite(m.label_threshold))
@@ -152,6 +137,103 @@ static int print_predictor(const pi_gguf *g)
         printf("  %5d %5d %12.6g %10" PRId64 " %7.1f%%\n", il, l.rank, l.threshold, params,
                100.0 * (double)params / (3.0 * d * ff));
     }
+}
+
+/* The pi section of a predictor file (pi-train-predictor's output), read
+ * through the predictor loader so that what is shown has been checked.
+ * Returns -1 (after saying why) when the section is not valid. */
+static int print_predictor(const pi_gguf *g)
+{
+    char arch[32];
+    if (pi_gguf_get_cstr(g, "general.architecture", arch, sizeof arch) ||
+        strcmp(arch, PI_PREDICTOR_ARCH))
+        return 0;
+    pi_err err;
+    pi_predictor *p = pi_predictor_from_gguf(g, &err);
+    if (!p) {
+        printf("pi predictor: not valid: %s\n", err.msg);
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return -1;
+    }
+    printf("pi predictor: for the model with fingerprint %016" PRIx64 " (%d layers, %d x %d)\n",
+           pi_predictor_fingerprint(p), pi_predictor_n_layer(p), pi_predictor_n_embd(p),
+           pi_predictor_n_ff(p));
+    print_predictor_layers(p);
+    pi_predictor_free(p);
+    return 0;
+}
+
+static int arch_int(const pi_gguf *g, const char *key, uint32_t *out)
+{
+    char arch[32], k[96];
+    if (pi_gguf_get_cstr(g, "general.architecture", arch, sizeof arch))
+        return -1;
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    return pi_gguf_get_u32(g, k, out);
+}
+
+/* The pi section of a packed model (pi-pack's output), checked by the same
+ * reader pi-run uses.  Returns -1 (after saying why) when it is not valid. */
+static int print_packed(const pi_gguf *g)
+{
+    if (!pi_packinfo_present(g))
+        return 0;
+    uint32_t n_layer = 0, n_ff = 0;
+    pi_packinfo pk;
+    pi_err err;
+    if (arch_int(g, "block_count", &n_layer) || arch_int(g, "feed_forward_length", &n_ff) ||
+        n_layer > PI_PREDICTOR_MAX_LAYERS || n_ff > PI_PREDICTOR_MAX_DIM)
+        pi_err_set(&err, "%s: no valid block_count and feed_forward_length", pi_gguf_path(g));
+    else if (!pi_packinfo_read(g, (int)n_layer, (int)n_ff, &pk, &err))
+        goto ok;
+    printf("pi packed model: not valid: %s\n", err.msg);
+    fprintf(stderr, "%s: %s\n", prog, err.msg);
+    return -1;
+ok:;
+    char down[64] = "?";
+    const pi_gguf_tensor *t = pi_gguf_find_tensor(g, "blk.0.ffn_down_t.weight");
+    if (t)
+        snprintf(down, sizeof down, "%s", pi_type_name(t->type));
+    printf("pi packed model: from the model with fingerprint %016" PRIx64
+           " (%u layers of %u neurons)\n", pk.source_fingerprint, n_layer, n_ff);
+    printf("  order:      hottest first by firing frequency at %g of the activation mass "
+           "(%" PRIu64 " tokens)\n", pk.freq_level, pk.stats_tokens);
+    printf("  down:       neuron-major (blk.N.ffn_down_t), %s\n", down);
+    if (pk.plan_n_gpu) {
+        uint64_t on = 0;
+        for (uint32_t il = 0; il < n_layer; il++)
+            on += pk.plan_n_gpu[il];
+        printf("  plan:       --vram %.1f MiB, ctx %d: %" PRIu64 " of %" PRIu64
+               " neurons on the GPU\n", (double)pk.plan_budget / (1 << 20), pk.plan_ctx, on,
+               (uint64_t)n_layer * n_ff);
+    }
+    printf("  %5s %8s %8s %8s %9s %12s\n", "layer", "hottest", "median", "coldest",
+           "fire>50%", "top10% share");
+    for (int il = 0; il < (int)n_layer; il++) {
+        const float *f = pi_packinfo_freq(&pk, il);
+        double all = 0, top = 0;
+        int half = 0, k10 = ((int)n_ff + 9) / 10;
+        for (int j = 0; j < (int)n_ff; j++) {
+            all += f[j];
+            top += j < k10 ? f[j] : 0;
+            half += f[j] > 0.5f;
+        }
+        printf("  %5d %8.4f %8.4f %8.4f %9d %11.1f%%\n", il, f[0], f[n_ff / 2], f[n_ff - 1],
+               half, all > 0 ? 100.0 * top / all : 0.0);
+    }
+    pi_packinfo_free(&pk);
+    if (!pi_gguf_get(g, "pi.predictor.version")) {
+        printf("  predictors: none (the model runs dense)\n");
+        return 0;
+    }
+    pi_predictor *p = pi_predictor_from_packed(g, &err);
+    if (!p) {
+        printf("  predictors: not valid: %s\n", err.msg);
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return -1;
+    }
+    printf("  predictors: trained for %016" PRIx64 "\n", pi_predictor_fingerprint(p));
+    print_predictor_layers(p);
     pi_predictor_free(p);
     return 0;
 }
@@ -316,7 +398,7 @@ int main(int argc, char **argv)
         print_json(g, &o);
     else
         print_text(g, &o);
-    if (!o.key && !o.json && o.meta && print_predictor(g))
+    if (!o.key && !o.json && o.meta && (print_predictor(g) || print_packed(g)))
         rc = 1;
     pi_gguf_close(g);
     return tool_exit(prog, &args, rc);

@@ -14,6 +14,7 @@
 #include "forward.h"
 #include "json.h"
 #include "perplexity.h"
+#include "placement.h"
 #include "sample.h"
 #include "tokenizer.h"
 #include "tool.h"
@@ -24,7 +25,8 @@ static const char *prog = "pi-run";
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
-    bool chat, json, quiet, no_special, ignore_eos;
+    bool chat, json, quiet, no_special, ignore_eos, dry_run;
+    uint64_t vram; /* 0: no GPU */
     pi_sample_params sp;
 } opts;
 
@@ -61,6 +63,10 @@ static void usage(FILE *f)
         "      --ppl-score N       tokens scored per window, its last (default: stride;\n"
         "                          -c 512 --ppl-stride 512 --ppl-score 256 is llama.cpp's)\n"
         "      --json              print one JSON object with the text and statistics\n"
+        "      --vram SIZE         GPU memory budget (e.g. 6G) for a packed model's\n"
+        "                          placement; today only with --dry-run\n"
+        "      --dry-run           print the placement plan for --vram (attention, KV\n"
+        "                          cache for --ctx-size, then the hottest neurons) and exit\n"
         "  -q, --quiet             no statistics on stderr\n"
         "      --config FILE       read options from a YAML file\n"
         "  -h, --help              show this help and exit\n"
@@ -88,7 +94,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
 {
     opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
-           NOSPECIAL, IGNEOS };
+           NOSPECIAL, IGNEOS, VRAM, DRYRUN };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
         { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
@@ -98,7 +104,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         { "min-p", 1, 0, MINP }, { "repeat-penalty", 1, 0, RPEN },
         { "repeat-last-n", 1, 0, RLAST }, { "perplexity", 1, 0, PPL },
         { "ppl-stride", 1, 0, STRIDE }, { "ppl-score", 1, 0, SCORE }, { "json", 0, 0, JSON },
-        { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS }, { 0, 0, 0, 0 },
+        { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS },
+        { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){ .model = DEFAULT_MODEL, .n_predict = 128, .threads = cpus > 0 ? (int)cpus : 1,
@@ -134,6 +141,14 @@ static int parse_args(int argc, char **argv, void *opts_out)
         case JSON: o->json = true; break;
         case NOSPECIAL: o->no_special = true; break;
         case IGNEOS: o->ignore_eos = true; break;
+        case VRAM:
+            if (pi_parse_size(optarg, &o->vram) || !o->vram) {
+                fprintf(stderr, "%s: --vram: '%s' is not a size like 6G, 512M or 1.5GiB\n",
+                        prog, optarg);
+                return 2;
+            }
+            break;
+        case DRYRUN: o->dry_run = true; break;
         default: return 2;
         }
         if (rc)
@@ -145,6 +160,11 @@ static int parse_args(int argc, char **argv, void *opts_out)
     }
     if (o->prompt && o->prompt_file) {
         fprintf(stderr, "%s: give -p or -f, not both\n", prog);
+        return 2;
+    }
+    if (o->dry_run != (o->vram != 0)) {
+        fprintf(stderr, "%s: %s\n", prog, o->dry_run ? "--dry-run needs --vram SIZE"
+                        : "--vram: GPU inference is not built yet; --dry-run prints the plan");
         return 2;
     }
     return 0;
@@ -350,6 +370,22 @@ done:
     return rc;
 }
 
+/* --vram --dry-run: the plan a packed model's stored frequencies give. */
+static int dry_run(const opts *o, const pi_model *m)
+{
+    int ctx = o->ctx ? o->ctx : m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
+    pi_placement_params pp = { o->vram, ctx, PI_PLACEMENT_KV_BYTES, PI_PLACEMENT_SCRATCH };
+    pi_placement pl;
+    pi_err err;
+    if (pi_placement_plan_model(m, &pp, &pl, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 1;
+    }
+    int rc = pi_placement_print(&pl, stdout) ? 1 : 0;
+    pi_placement_free(&pl);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -360,6 +396,11 @@ int main(int argc, char **argv)
         return rc;
     run r = { .o = &o };
     r.m = pi_model_open(o.model, &err);
+    if (r.m && o.dry_run) {
+        rc = dry_run(&o, r.m);
+        pi_model_close(r.m);
+        return tool_exit(prog, &args, rc);
+    }
     if (r.m)
         r.tok = pi_tokenizer_load(r.m->gguf, &err);
     pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),

@@ -1,0 +1,141 @@
+/*
+ * packinfo: reading the pi section of a packed model (see packinfo.h).
+ */
+#include "packinfo.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool pi_packinfo_present(const pi_gguf *g)
+{
+    return pi_gguf_get(g, "pi.version") != NULL;
+}
+
+void pi_packinfo_free(pi_packinfo *p)
+{
+    if (!p)
+        return;
+    free(p->freq);
+    free(p->perm);
+    free(p->plan_n_gpu);
+    memset(p, 0, sizeof *p);
+}
+
+/* An integer array of n elements of type t, or NULL with err set. */
+static const pi_gguf_arr *get_arr(const pi_gguf *g, const char *key, pi_gguf_type t, uint64_t n,
+                                  pi_err *err)
+{
+    const pi_gguf_arr *a = pi_gguf_get_arr(g, key, t);
+    if (!a) {
+        pi_err_set(err, "%s: %s%s (an array of %s)", pi_gguf_path(g),
+                   pi_gguf_get(g, key) ? "wrong type for " : "missing key ", key,
+                   pi_gguf_type_name(t));
+        return NULL;
+    }
+    if (a->n != n) {
+        pi_err_set(err, "%s: %s has %llu entries, expected %llu", pi_gguf_path(g), key,
+                   (unsigned long long)a->n, (unsigned long long)n);
+        return NULL;
+    }
+    return a;
+}
+
+static int read_neurons(const pi_gguf *g, pi_packinfo *p, pi_err *err)
+{
+    uint64_t n = (uint64_t)p->n_layer * (uint64_t)p->n_ff;
+    const pi_gguf_arr *fa = get_arr(g, "pi.ffn.freq", PI_GGUF_U16, n, err);
+    const pi_gguf_arr *pa = fa ? get_arr(g, "pi.ffn.perm", PI_GGUF_U32, n, err) : NULL;
+    if (!pa)
+        return -1;
+    p->freq = malloc(n * sizeof *p->freq);
+    p->perm = malloc(n * sizeof *p->perm);
+    uint8_t *seen = malloc((size_t)p->n_ff);
+    if (!p->freq || !p->perm || !seen) {
+        free(seen);
+        return pi_err_set(err, "%s: out of memory for the pi section", pi_gguf_path(g));
+    }
+    int rc = 0;
+    for (int il = 0; il < p->n_layer && !rc; il++) {
+        memset(seen, 0, (size_t)p->n_ff);
+        int64_t prev = 65535;
+        for (int j = 0; j < p->n_ff; j++) {
+            uint64_t i = (uint64_t)il * (uint64_t)p->n_ff + (uint64_t)j;
+            int64_t f = pi_gguf_arr_i64(fa, i), src = pi_gguf_arr_i64(pa, i);
+            if (f > prev) {
+                rc = pi_err_set(err, "%s: pi.ffn.freq: layer %d is not in decreasing order "
+                                "at neuron %d", pi_gguf_path(g), il, j);
+                break;
+            }
+            if (src < 0 || src >= p->n_ff || seen[src]++) {
+                rc = pi_err_set(err, "%s: pi.ffn.perm: layer %d is not a permutation of "
+                                "0..%d", pi_gguf_path(g), il, p->n_ff - 1);
+                break;
+            }
+            prev = f;
+            p->freq[i] = (float)f / PI_PACK_FREQ_SCALE;
+            p->perm[i] = (uint32_t)src;
+        }
+    }
+    free(seen);
+    return rc;
+}
+
+static int read_plan(const pi_gguf *g, pi_packinfo *p, pi_err *err)
+{
+    bool has_budget = pi_gguf_get(g, "pi.placement.budget") != NULL;
+    bool has_ctx = pi_gguf_get(g, "pi.placement.ctx") != NULL;
+    bool has_n = pi_gguf_get(g, "pi.placement.n_gpu") != NULL;
+    if (!has_budget && !has_ctx && !has_n)
+        return 0;
+    uint32_t ctx;
+    if (!has_budget || !has_ctx || !has_n)
+        return pi_err_set(err, "%s: pi.placement needs budget, ctx and n_gpu together",
+                          pi_gguf_path(g));
+    if (pi_gguf_get_u64(g, "pi.placement.budget", &p->plan_budget) || p->plan_budget == 0 ||
+        pi_gguf_get_u32(g, "pi.placement.ctx", &ctx) || ctx > (1u << 24))
+        return pi_err_set(err, "%s: bad pi.placement.budget or pi.placement.ctx",
+                          pi_gguf_path(g));
+    p->plan_ctx = (int)ctx;
+    const pi_gguf_arr *a = get_arr(g, "pi.placement.n_gpu", PI_GGUF_U32, (uint64_t)p->n_layer,
+                                   err);
+    if (!a)
+        return -1;
+    if (!(p->plan_n_gpu = malloc((size_t)p->n_layer * sizeof *p->plan_n_gpu)))
+        return pi_err_set(err, "%s: out of memory", pi_gguf_path(g));
+    for (int il = 0; il < p->n_layer; il++) {
+        int64_t v = pi_gguf_arr_i64(a, (uint64_t)il);
+        if (v < 0 || v > p->n_ff)
+            return pi_err_set(err, "%s: pi.placement.n_gpu: layer %d has %lld of %d neurons",
+                              pi_gguf_path(g), il, (long long)v, p->n_ff);
+        p->plan_n_gpu[il] = (uint32_t)v;
+    }
+    return 0;
+}
+
+int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, pi_err *err)
+{
+    const char *path = pi_gguf_path(g);
+    memset(out, 0, sizeof *out);
+    uint32_t version;
+    if (pi_gguf_get_u32(g, "pi.version", &version))
+        return pi_err_set(err, "%s: missing or invalid pi.version", path);
+    if (version != PI_PACK_VERSION)
+        return pi_err_set(err, "%s: packed format version %u (this build reads %d)", path,
+                          version, PI_PACK_VERSION);
+    if (n_layer < 1 || n_ff < 1)
+        return pi_err_set(err, "%s: no layers to pack", path);
+    out->n_layer = n_layer;
+    out->n_ff = n_ff;
+    if (pi_gguf_get_u64(g, "pi.source.fingerprint", &out->source_fingerprint))
+        return pi_err_set(err, "%s: missing or invalid pi.source.fingerprint", path);
+    if (pi_gguf_get_f32(g, "pi.ffn.freq_level", &out->freq_level) ||
+        !(out->freq_level > 0.0f && out->freq_level <= 1.0f))
+        return pi_err_set(err, "%s: missing or invalid pi.ffn.freq_level", path);
+    if (pi_gguf_get_u64(g, "pi.ffn.stats_tokens", &out->stats_tokens))
+        return pi_err_set(err, "%s: missing or invalid pi.ffn.stats_tokens", path);
+    if (read_neurons(g, out, err) || read_plan(g, out, err)) {
+        pi_packinfo_free(out);
+        return -1;
+    }
+    return 0;
+}
