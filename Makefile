@@ -105,7 +105,7 @@ fuzz: $(FUZZERS)
 FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.c \
   libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c \
   libpi/actstats.c libpi/actstats_read.c libpi/json.c libpi/trace.c \
-  libpi/predictor.c libpi/predictor_avx2.c libpi/gguf_write.c libpi/outfile.c libpi/cpu.c
+  libpi/predictor.c libpi/predictor_avx2.c libpi/gguf_write.c libpi/outfile.c libpi/cpu.c libpi/packinfo.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -mavx2 -mfma -mf16c -fsanitize=fuzzer,address,undefined \
@@ -124,6 +124,7 @@ fuzz-run: fuzz $(BUILD)/tests/tool_gguf $(BUILD)/tests/tool_trace
 	  > build-fuzz/seeds/fuzz_trace/plain2
 	@mkdir -p build-fuzz/seeds/fuzz_actstats build-fuzz/seeds/fuzz_predictor
 	cp build-fuzz/seeds/fuzz_gguf/pi.gguf build-fuzz/seeds/fuzz_predictor/
+	@mkdir -p build-fuzz/seeds/fuzz_packed && cp build-fuzz/seeds/fuzz_gguf/pi.gguf build-fuzz/seeds/fuzz_packed/
 	printf 'format: pi-actstats\nversion: 1\nfingerprint: "0x0000000000000001"\nn_layer: 1\nn_ff: 2\ntokens: 1\nlayers:\n  - layer: 0\n    frequency: {"0.9": [0.5, 1], "0.95": [1, 1], "0.99": [1, 1]}\n' \
 	  > build-fuzz/seeds/fuzz_actstats/s.yaml
 	@mkdir -p build-fuzz/seeds/fuzz_config build-fuzz/seeds/fuzz_tokenizer
@@ -139,8 +140,8 @@ bench: all $(BENCHES)
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_run.sh; \
 	  else echo "bench: skipping pi-run (make model first)"; fi
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] && [ -f corpus/train.txt ]; then \
-	  BUILD=$(BUILD) bench/bench_profile.sh; \
-	  else echo "bench: skipping pi-profile (make model corpus first)"; fi
+	  BUILD=$(BUILD) bench/bench_profile.sh && BUILD=$(BUILD) bench/bench_pack.sh; \
+	  else echo "bench: skipping pi-profile and pi-pack (make model corpus first)"; fi
 
 model:
 	scripts/get-model smollm2-135m

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "vec.h"
+#include "axpy.h"
 
 void pi_swiglu(float *g, const float *u, int64_t n)
 {
@@ -45,7 +45,7 @@ void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, 
 
 /* Threads split the output columns at whole blocks, so that each owns a
  * slice of every output row: no partial sums to add up, no shared lines. */
-#define DOWN_T_SLICE 1024 /* most floats one slice dequantises at a time */
+#define DOWN_T_SLICE 1024 /* most columns of one chunk */
 
 typedef struct down_t_job {
     const pi_weight *w;
@@ -57,7 +57,54 @@ typedef struct down_t_job {
     int n;
     int64_t blocks_per_chunk, n_blocks, block;
     size_t block_bytes;
+    pi_axpy_fn axpy;
 } down_t_job;
+
+/* One token: rows in groups, fused dequantise-and-add, skipping neurons
+ * whose activation is exactly 0. */
+static void down_t_one(const down_t_job *j, int64_t width, size_t off, const float *act, float *y)
+{
+    float a[PI_AXPY_ROWS];
+    const void *rows[PI_AXPY_ROWS];
+    int k = 0;
+    for (int64_t i = 0; i < j->n_idx; i++) {
+        if (act[i] == 0.0f)
+            continue;
+        int64_t neuron = j->idx ? j->idx[i] : i;
+        a[k] = act[i];
+        rows[k] = (const uint8_t *)j->w->data + (size_t)neuron * j->w->row_bytes + off;
+        if (++k == PI_AXPY_ROWS) {
+            j->axpy(width, k, a, rows, y);
+            k = 0;
+        }
+    }
+    if (k)
+        j->axpy(width, k, a, rows, y);
+}
+
+/* Several tokens: each group of rows is dequantised once and added to every
+ * token's output as float rows (activations of 0 add nothing). */
+static void down_t_many(const down_t_job *j, int64_t width, size_t off, int64_t c0,
+                        float (*rowbuf)[DOWN_T_SLICE])
+{
+    pi_axpy_fn f32 = pi_axpy_get(PI_TYPE_F32);
+    int64_t d = j->w->ne0;
+    for (int64_t i0 = 0; i0 < j->n_idx; i0 += PI_AXPY_ROWS) {
+        int k = j->n_idx - i0 < PI_AXPY_ROWS ? (int)(j->n_idx - i0) : PI_AXPY_ROWS;
+        const void *rows[PI_AXPY_ROWS];
+        for (int r = 0; r < k; r++) {
+            int64_t neuron = j->idx ? j->idx[i0 + r] : i0 + r;
+            pi_dequantize_row(j->w->type,
+                              (const uint8_t *)j->w->data + (size_t)neuron * j->w->row_bytes + off,
+                              rowbuf[r], width);
+            rows[r] = rowbuf[r];
+        }
+        for (int t = 0; t < j->n; t++) {
+            const float *act = j->act + t * j->lda + i0;
+            f32(width, k, act, rows, j->out + t * d + c0);
+        }
+    }
+}
 
 static void down_t_chunk(void *arg, int64_t chunk, int ith)
 {
@@ -65,20 +112,15 @@ static void down_t_chunk(void *arg, int64_t chunk, int ith)
     int64_t b0 = chunk * j->blocks_per_chunk;
     int64_t b1 = b0 + j->blocks_per_chunk < j->n_blocks ? b0 + j->blocks_per_chunk : j->n_blocks;
     int64_t c0 = b0 * j->block, width = (b1 - b0) * j->block, d = j->w->ne0;
-    float row[DOWN_T_SLICE];
+    size_t off = (size_t)b0 * j->block_bytes;
     for (int t = 0; t < j->n; t++)
         memset(j->out + t * d + c0, 0, (size_t)width * sizeof(float));
-    for (int64_t k = 0; k < j->n_idx; k++) {
-        int64_t neuron = j->idx ? j->idx[k] : k;
-        const uint8_t *src = (const uint8_t *)j->w->data + (size_t)neuron * j->w->row_bytes +
-                             (size_t)b0 * j->block_bytes;
-        pi_dequantize_row(j->w->type, src, row, width);
-        for (int t = 0; t < j->n; t++) {
-            float a = j->act[t * j->lda + k];
-            if (a != 0.0f)
-                pi_vec_axpy(width, a, row, j->out + t * d + c0);
-        }
+    if (j->n == 1) {
+        down_t_one(j, width, off, j->act, j->out + c0);
+        return;
     }
+    float rowbuf[PI_AXPY_ROWS][DOWN_T_SLICE];
+    down_t_many(j, width, off, c0, rowbuf);
 }
 
 void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t lda,
@@ -91,7 +133,8 @@ void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t 
     int64_t even = (n_blocks + threads - 1) / threads;
     down_t_job j = { .w = w, .act = act, .lda = lda, .idx = idx, .n_idx = n_idx, .out = out,
                      .n = n, .blocks_per_chunk = even < per ? even : per, .n_blocks = n_blocks,
-                     .block = tr->block_size, .block_bytes = tr->type_size };
+                     .block = tr->block_size, .block_bytes = tr->type_size,
+                     .axpy = pi_axpy_get(w->type) };
     if (j.blocks_per_chunk < 1)
         j.blocks_per_chunk = 1;
     pi_pool_for(pool, (n_blocks + j.blocks_per_chunk - 1) / j.blocks_per_chunk, down_t_chunk,

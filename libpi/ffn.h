@@ -34,8 +34,9 @@ pi_acts pi_ffn_acts(pi_pool *pool, const pi_ffn_scratch *s, pi_type wtype, const
 
 /* A neuron-major down projection w (n_ff rows of n_embd): out[t] = sum over
  * k < n_idx of act[t * lda + k] * row idx[k] of w (row k when idx is NULL),
- * for n tokens; out is n rows of w->ne0.  Rows are dequantised once for all
- * n tokens; activations that are exactly 0 are skipped. */
+ * for n tokens; out is n rows of w->ne0.  Rows are added in groups of
+ * PI_AXPY_ROWS (axpy.h); for one token, dequantised on the fly and skipping
+ * activations that are exactly 0, for several, dequantised once for all. */
 void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t lda,
                    const int32_t *idx, int64_t n_idx, float *out, int n);
 

@@ -52,8 +52,8 @@ typedef struct pi_pack {
  * stay as they are; a quantised down projection becomes Q8_0 (F16 when
  * n_embd is not whole blocks of 32), because requantising along the other
  * axis rounds a second time: on SmolLM2-135M Q4_1 (bench/RESULTS.md) Q8_0
- * costs 0.1% perplexity for 70% more down bytes, Q5_1 1.1% for 20% more,
- * Q4_1 2.8% for none.  -1 when the source type cannot be read. */
+ * costs 0.13% perplexity for 70% more down bytes, Q5_1 1.1% for 20% more,
+ * Q4_1 2.7% for none.  -1 when the source type cannot be read. */
 int pi_pack_down_type(pi_type src, int64_t n_embd);
 
 /* Checks the inputs against each other (fingerprints and shapes; err names

@@ -112,6 +112,19 @@ static int read_plan(const pi_gguf *g, pi_packinfo *p, pi_err *err)
     return 0;
 }
 
+static int read_scalars(const pi_gguf *g, pi_packinfo *p, pi_err *err)
+{
+    const char *path = pi_gguf_path(g);
+    if (pi_gguf_get_u64(g, "pi.source.fingerprint", &p->source_fingerprint))
+        return pi_err_set(err, "%s: missing or invalid pi.source.fingerprint", path);
+    if (pi_gguf_get_f32(g, "pi.ffn.freq_level", &p->freq_level) ||
+        !(p->freq_level > 0.0f && p->freq_level <= 1.0f))
+        return pi_err_set(err, "%s: missing or invalid pi.ffn.freq_level", path);
+    if (pi_gguf_get_u64(g, "pi.ffn.stats_tokens", &p->stats_tokens))
+        return pi_err_set(err, "%s: missing or invalid pi.ffn.stats_tokens", path);
+    return 0;
+}
+
 int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, pi_err *err)
 {
     const char *path = pi_gguf_path(g);
@@ -120,20 +133,13 @@ int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, 
     if (pi_gguf_get_u32(g, "pi.version", &version))
         return pi_err_set(err, "%s: missing or invalid pi.version", path);
     if (version != PI_PACK_VERSION)
-        return pi_err_set(err, "%s: packed format version %u (this build reads %d)", path,
-                          version, PI_PACK_VERSION);
+        return pi_err_set(err, "%s: pi.version: packed format version %u (this build reads %d)",
+                          path, version, PI_PACK_VERSION);
     if (n_layer < 1 || n_ff < 1)
         return pi_err_set(err, "%s: no layers to pack", path);
     out->n_layer = n_layer;
     out->n_ff = n_ff;
-    if (pi_gguf_get_u64(g, "pi.source.fingerprint", &out->source_fingerprint))
-        return pi_err_set(err, "%s: missing or invalid pi.source.fingerprint", path);
-    if (pi_gguf_get_f32(g, "pi.ffn.freq_level", &out->freq_level) ||
-        !(out->freq_level > 0.0f && out->freq_level <= 1.0f))
-        return pi_err_set(err, "%s: missing or invalid pi.ffn.freq_level", path);
-    if (pi_gguf_get_u64(g, "pi.ffn.stats_tokens", &out->stats_tokens))
-        return pi_err_set(err, "%s: missing or invalid pi.ffn.stats_tokens", path);
-    if (read_neurons(g, out, err) || read_plan(g, out, err)) {
+    if (read_scalars(g, out, err) || read_neurons(g, out, err) || read_plan(g, out, err)) {
         pi_packinfo_free(out);
         return -1;
     }

@@ -22,21 +22,26 @@
 typedef struct fit {
     pi_f16 d, m; /* m unused for the symmetric types */
     uint8_t q[QK];
-    float err;
+    double err;
 } fit;
 
 static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* Codes for x given the stored scale and offset, and the squared error. */
+/* Codes for x given the stored scale and offset, and the squared error of
+ * the values exactly as pi_dequantize_row() decodes them, summed in double
+ * so that near-ties between candidates are not decided by rounding. */
 static void assign(const float *x, int nmax, bool affine, fit *f)
 {
+    int off = affine ? 0 : (nmax + 1) / 2;
     float d = pi_f16_to_f32(f->d);
-    float m = affine ? pi_f16_to_f32(f->m) : -(float)((nmax + 1) / 2) * d;
-    float id = d != 0.0f ? 1.0f / d : 0.0f, err = 0.0f;
+    float m = affine ? pi_f16_to_f32(f->m) : -(float)off * d;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    double err = 0.0;
     for (int j = 0; j < QK; j++) {
         float q = d != 0.0f ? clampf(roundf((x[j] - m) * id), 0.0f, (float)nmax) : 0.0f;
         f->q[j] = (uint8_t)q;
-        float e = d * q + m - x[j];
+        float y = affine ? d * q + m : d * (float)((int)q - off);
+        double e = (double)y - (double)x[j];
         err += e * e;
     }
     f->err = err;
@@ -100,7 +105,11 @@ static void best_fit(const float *x, int nmax, bool affine, fit *best)
         } else {
             f.d = pi_f32_to_f16(sgn / -((span + 1.0f) / 2.0f));
         }
+        /* The fit before refitting counts too: the refit's scale, rounded
+         * to f16 (coarsely when it is subnormal), can be worse. */
         assign(x, nmax, affine, &f);
+        if (f.err < best->err)
+            *best = f;
         refit(x, nmax, affine, &f);
         assign(x, nmax, affine, &f);
         if (f.err < best->err)
@@ -160,7 +169,7 @@ int pi_requantize_row(pi_type type, const float *src, void *dst, int64_t n)
     case PI_TYPE_Q5_1: nmax = 31; affine = true; break;
     default: return pi_quantize_row(type, src, dst, n);
     }
-    if (n % QK)
+    if (n < 0 || n % QK)
         return -1;
     size_t bs = pi_type_get_traits(type)->type_size;
     for (int64_t i = 0; i < n / QK; i++) {
