@@ -70,13 +70,21 @@ pi_axpy_fn pi_axpy_get_isa(pi_type type, pi_isa isa)
     if (isa == PI_ISA_SCALAR)
         return scalar_fn(type);
     const pi_cpu *c = pi_cpu_features();
-    if (isa == PI_ISA_AVX2 && c->avx2 && c->fma && c->f16c)
+    bool avx2 = c->avx2 && c->fma && c->f16c;
+    if (isa == PI_ISA_AVX2 && avx2)
         return pi_axpy_avx2(type);
+    if (isa == PI_ISA_AVX512 && avx2 && c->avx512f && c->avx512bw && c->avx512vl)
+        return pi_axpy_avx512(type);
     return NULL;
 }
 
 pi_axpy_fn pi_axpy_get(pi_type type)
 {
-    pi_axpy_fn f = pi_axpy_get_isa(type, PI_ISA_AVX2);
-    return f ? f : scalar_fn(type);
+    /* The newest ISA that has a version for the type. */
+    for (int isa = PI_ISA_COUNT - 1; isa > PI_ISA_SCALAR; isa--) {
+        pi_axpy_fn f = pi_axpy_get_isa(type, (pi_isa)isa);
+        if (f)
+            return f;
+    }
+    return scalar_fn(type);
 }

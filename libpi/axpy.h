@@ -7,9 +7,10 @@
  * Up to PI_AXPY_ROWS rows go in at once so that y is loaded and stored once
  * per group rather than once per row.  Rows are whole blocks of their type;
  * n is a multiple of the block size.  A plain C version serves every type
- * that can be dequantised; AVX2 versions (chosen at run time, PI_ISA=scalar
- * turns them off) cover F32, F16, Q8_0, Q4_0 and Q4_1.  The versions agree to
- * float rounding: the AVX2 ones fuse multiply-adds.
+ * that can be dequantised; AVX2 versions cover F32, F16, Q8_0, Q4_0 and
+ * Q4_1, AVX-512 ones Q8_0, Q4_0 and Q4_1 (chosen at run time; PI_ISA caps
+ * them, see cpu.h).  The versions agree to float rounding: the SIMD ones
+ * fuse multiply-adds.
  */
 #ifndef PI_AXPY_H
 #define PI_AXPY_H
@@ -25,8 +26,7 @@ typedef void (*pi_axpy_fn)(int64_t n, int k, const float *a, const void *const *
 
 /* Best version for this CPU; NULL if the type cannot be dequantised. */
 pi_axpy_fn pi_axpy_get(pi_type type);
-/* A given ISA's (PI_ISA_SCALAR or PI_ISA_AVX2); NULL when it has none for the
- * type or the CPU lacks it. */
+/* A given ISA's; NULL when it has none for the type or the CPU lacks it. */
 pi_axpy_fn pi_axpy_get_isa(pi_type type, pi_isa isa);
 
 #endif

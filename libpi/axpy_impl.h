@@ -4,6 +4,7 @@
 
 #include "axpy.h"
 
-pi_axpy_fn pi_axpy_avx2(pi_type type); /* NULL for types it lacks */
+pi_axpy_fn pi_axpy_avx2(pi_type type);   /* NULL for types it lacks */
+pi_axpy_fn pi_axpy_avx512(pi_type type); /* NULL for types it lacks */
 
 #endif

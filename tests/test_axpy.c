@@ -78,6 +78,9 @@ static void test_every_version_adds_the_dequantised_rows(void **state)
                 pi_axpy_fn v = pi_axpy_get_isa(t, PI_ISA_AVX2);
                 if (v)
                     check(v, &r, t, lens[li], k, "avx2");
+                pi_axpy_fn z = pi_axpy_get_isa(t, PI_ISA_AVX512);
+                if (z)
+                    check(z, &r, t, lens[li], k, "avx512");
                 check(pi_axpy_get(t), &r, t, lens[li], k, "best");
             }
     }
