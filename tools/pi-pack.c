@@ -166,7 +166,7 @@ static pi_actstats_file *read_stats(const char *path)
     return f;
 }
 
-static void describe(const opts *o, const pi_pack *pk, const pi_predictor *pred, FILE *f)
+static void describe(const pi_pack *pk, const pi_predictor *pred, FILE *f)
 {
     int trained = 0, rank = 0;
     for (int il = 0; pred && il < pk->n_layer; il++) {
@@ -183,7 +183,6 @@ static void describe(const opts *o, const pi_pack *pk, const pi_predictor *pred,
         fprintf(f, "predictors for %d layers (rank up to %d)\n", trained, rank);
     else
         fprintf(f, "no predictors (the packed model runs dense)\n");
-    (void)o;
 }
 
 static int pack(const opts *o, const pi_model *m, const pi_predictor *pred,
@@ -213,7 +212,7 @@ static int pack(const opts *o, const pi_model *m, const pi_predictor *pred,
     }
     if (o->dry_run) {
         printf("%s: ", o->model);
-        describe(o, &pk, pred, stdout);
+        describe(&pk, pred, stdout);
         if (o->has_vram && pi_placement_print(&plan, stdout))
             goto done;
         rc = 0;
@@ -232,7 +231,7 @@ static int pack(const opts *o, const pi_model *m, const pi_predictor *pred,
         if (strcmp(o->output, "-") && !stat(o->output, &sb))
             fprintf(stderr, " (%.1f MiB)", (double)sb.st_size / (1 << 20));
         fprintf(stderr, ": ");
-        describe(o, &pk, pred, stderr);
+        describe(&pk, pred, stderr);
         if (o->has_vram)
             pi_placement_print(&plan, stderr);
     }
