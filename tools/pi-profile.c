@@ -334,11 +334,8 @@ int main(int argc, char **argv)
         o.files = stdin_only;
         o.n_files = 1;
     }
-    if (!o.stats_only && !o.output && isatty(1)) {
-        fprintf(stderr, "%s: refusing to write a binary trace to a terminal (use -o FILE)\n"
-                        "Try '%s --help'.\n", prog, prog);
+    if (tool_binary_to_tty(prog, !o.stats_only && !o.output, "a binary trace"))
         return tool_exit(prog, &args, 2);
-    }
     pi_err err;
     pi_model *m = pi_model_open(o.model, &err);
     if (!m) {

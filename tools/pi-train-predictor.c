@@ -444,11 +444,8 @@ int main(int argc, char **argv)
     int rc = tool_args(prog, argc, argv, &args, parse_args, &o);
     if (rc)
         return rc;
-    if (o.output && strcmp(o.output, "-") == 0 && isatty(1)) {
-        fprintf(stderr, "%s: refusing to write a binary GGUF to a terminal (use -o FILE)\n"
-                        "Try '%s --help'.\n", prog, prog);
+    if (tool_binary_to_tty(prog, o.output && !strcmp(o.output, "-"), "a binary GGUF"))
         return tool_exit(prog, &args, 2);
-    }
     pi_err err;
     pi_model *m = pi_model_open(o.model, &err);
     if (!m) {

@@ -37,6 +37,18 @@ static inline int tool_args(const char *prog, int argc, char **argv, pi_args *ar
     return rc;
 }
 
+/* Binary output (a GGUF, a trace) is never written to a terminal: true,
+ * after the usage-error message, when it would go to standard output
+ * (to_stdout) and that is a terminal. */
+static inline bool tool_binary_to_tty(const char *prog, bool to_stdout, const char *what)
+{
+    if (!to_stdout || !isatty(1))
+        return false;
+    fprintf(stderr, "%s: refusing to write %s to a terminal (use -o FILE)\nTry '%s --help'.\n",
+            prog, what, prog);
+    return true;
+}
+
 /* The exit status: rc, or 1 if standard output could not be written. */
 static inline int tool_exit(const char *prog, pi_args *args, int rc)
 {
