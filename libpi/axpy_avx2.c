@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "axpy_impl.h"
+#include "axpy_simd.h"
 
 /* Eight int8 codes as floats. */
 static inline __m256 i8x8(const int8_t *q)
@@ -18,8 +19,6 @@ static inline __m256 u4x8(const uint8_t *qs, int high)
     b = _mm_and_si128(b, _mm_set1_epi8(0xf));
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
 }
-
-static inline float f16(pi_f16 h) { return _cvtsh_ss(h); }
 
 static void axpy_f32(int64_t n, int k, const float *a, const void *const *w, float *y)
 {
@@ -44,7 +43,7 @@ static void axpy_f16(int64_t n, int k, const float *a, const void *const *w, flo
         if (n - i < 8) {
             for (int64_t j = i; j < n; j++)
                 for (int r = 0; r < k; r++)
-                    y[j] += a[r] * f16(((const pi_f16 *)w[r])[j]);
+                    y[j] += a[r] * half_to_f32(((const pi_f16 *)w[r])[j]);
             break;
         }
         __m256 acc = _mm256_loadu_ps(y + i);
@@ -64,7 +63,7 @@ static void axpy_q8_0(int64_t n, int k, const float *a, const void *const *w, fl
             acc[j] = _mm256_loadu_ps(y + 8 * j);
         for (int r = 0; r < k; r++) {
             const pi_block_q8_0 *blk = (const pi_block_q8_0 *)w[r] + b;
-            __m256 s = _mm256_set1_ps(a[r] * f16(blk->d));
+            __m256 s = _mm256_set1_ps(a[r] * half_to_f32(blk->d));
             for (int j = 0; j < 4; j++)
                 acc[j] = _mm256_fmadd_ps(s, i8x8(blk->qs + 8 * j), acc[j]);
         }
@@ -82,19 +81,8 @@ static void axpy_q4(int64_t n, int k, const float *a, const void *const *w, floa
         for (int j = 0; j < 4; j++)
             acc[j] = _mm256_loadu_ps(y + 8 * j);
         for (int r = 0; r < k; r++) {
-            const uint8_t *qs;
             float d, m;
-            if (affine) {
-                const pi_block_q4_1 *blk = (const pi_block_q4_1 *)w[r] + b;
-                qs = blk->qs;
-                d = f16(blk->d);
-                m = f16(blk->m);
-            } else {
-                const pi_block_q4_0 *blk = (const pi_block_q4_0 *)w[r] + b;
-                qs = blk->qs;
-                d = f16(blk->d);
-                m = -8.0f * d;
-            }
+            const uint8_t *qs = axpy_q4_block(w[r], b, affine, &d, &m);
             __m256 s = _mm256_set1_ps(a[r] * d), o = _mm256_set1_ps(a[r] * m);
             for (int j = 0; j < 4; j++) {
                 __m256 q = u4x8(qs + 8 * (j & 1), j >> 1);

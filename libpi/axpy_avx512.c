@@ -3,8 +3,7 @@
 #include <immintrin.h>
 
 #include "axpy_impl.h"
-
-static inline float f16(pi_f16 h) { return _cvtsh_ss(h); }
+#include "axpy_simd.h"
 
 /* Sixteen int8 codes as floats. */
 static inline __m512 i8x16(const int8_t *q)
@@ -18,7 +17,7 @@ static void axpy_q8_0(int64_t n, int k, const float *a, const void *const *w, fl
         __m512 lo = _mm512_loadu_ps(y), hi = _mm512_loadu_ps(y + 16);
         for (int r = 0; r < k; r++) {
             const pi_block_q8_0 *blk = (const pi_block_q8_0 *)w[r] + b;
-            __m512 s = _mm512_set1_ps(a[r] * f16(blk->d));
+            __m512 s = _mm512_set1_ps(a[r] * half_to_f32(blk->d));
             lo = _mm512_fmadd_ps(s, i8x16(blk->qs), lo);
             hi = _mm512_fmadd_ps(s, i8x16(blk->qs + 16), hi);
         }
@@ -33,19 +32,8 @@ static void axpy_q4(int64_t n, int k, const float *a, const void *const *w, floa
     for (int64_t b = 0; b < n / PI_QK; b++, y += PI_QK) {
         __m512 lo = _mm512_loadu_ps(y), hi = _mm512_loadu_ps(y + 16);
         for (int r = 0; r < k; r++) {
-            const uint8_t *qs;
             float d, m;
-            if (affine) {
-                const pi_block_q4_1 *blk = (const pi_block_q4_1 *)w[r] + b;
-                qs = blk->qs;
-                d = f16(blk->d);
-                m = f16(blk->m);
-            } else {
-                const pi_block_q4_0 *blk = (const pi_block_q4_0 *)w[r] + b;
-                qs = blk->qs;
-                d = f16(blk->d);
-                m = -8.0f * d;
-            }
+            const uint8_t *qs = axpy_q4_block(w[r], b, affine, &d, &m);
             __m128i bytes = _mm_loadu_si128((const __m128i *)qs);
             __m128i mask = _mm_set1_epi8(0xf);
             __m512 ql = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(bytes, mask)));
