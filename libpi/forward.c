@@ -18,6 +18,7 @@
 
 #include "ffn.h"
 #include "matmul.h"
+#include "sparse.h"
 #include "threadpool.h"
 #include "vec.h"
 
@@ -32,6 +33,7 @@ struct pi_ctx {
     float *att;                   /* n_threads * n_ctx scores */
     float *logits_tmp;            /* n_batch * n_vocab when all logits are asked */
     pi_ffn_scratch ffn;
+    pi_sparse *sparse;
     pi_ffn_observer observe;
     void *observe_user;
     size_t bytes;
@@ -98,6 +100,12 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
         pi_err_set(err, "out of memory for a context of %d tokens", c->n_ctx);
         return NULL;
     }
+    if (m->pred && !(p && p->dense) &&
+        !(c->sparse = pi_sparse_new(m, c->n_batch, p ? p->sparsity_shift : 0.0f, c->ffn.exact,
+                                    err))) {
+        pi_ctx_free(c);
+        return NULL;
+    }
     for (int i = 0; i < hp->n_rot / 2; i++)
         c->rope_freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->n_rot);
     return c;
@@ -108,6 +116,7 @@ void pi_ctx_free(pi_ctx *c)
     if (!c)
         return;
     pi_pool_free(c->pool);
+    pi_sparse_free(c->sparse);
     free(c->k_cache);
     free(c->v_cache);
     free(c->rope_freq);
@@ -130,6 +139,7 @@ int pi_ctx_n_ctx(const pi_ctx *c) { return c->n_ctx; }
 int pi_ctx_n_batch(const pi_ctx *c) { return c->n_batch; }
 int pi_ctx_n_past(const pi_ctx *c) { return c->n_past; }
 size_t pi_ctx_memory(const pi_ctx *c) { return c->bytes; }
+pi_sparse *pi_ctx_sparse(pi_ctx *c) { return c->sparse; }
 
 void pi_ctx_observe_ffn(pi_ctx *c, pi_ffn_observer fn, void *user)
 {
@@ -297,7 +307,14 @@ static void layer(pi_ctx *c, int il, int n)
     for (int64_t i = 0; i < n * d; i++)
         c->x[i] += c->xn[i];
     rmsnorm(c->xn, c->x, &l->ffn_norm, n, d, hp->rms_eps);
-    pi_ffn_dense(c->pool, l, c->xn, c->attn, n, &c->ffn); /* attn: free now, n x d */
+    /* attn: free now, n x d */
+    if (c->sparse && pi_sparse_layer_on(c->sparse, il)) {
+        pi_sparse_ffn(c->sparse, c->pool, il, c->xn, c->attn, c->ffn.gate, n);
+    } else {
+        pi_ffn_dense(c->pool, l, c->xn, c->attn, n, &c->ffn);
+        if (c->sparse)
+            pi_sparse_count_dense(c->sparse, il, n);
+    }
     if (c->observe)
         c->observe(c->observe_user, il, c->xn, c->ffn.gate, n);
     for (int64_t i = 0; i < n * d; i++)

@@ -23,6 +23,9 @@ typedef struct pi_ctx_params {
     int n_batch;   /* tokens per forward call at most; 0: 64 */
     bool exact;    /* float activations throughout: the reference-precision
                       path for checks (several times slower) */
+    bool dense;    /* a packed model with predictors runs sparse (sparse.h)
+                      unless this is set */
+    float sparsity_shift; /* added to every predictor threshold (logits) */
 } pi_ctx_params;
 
 typedef struct pi_ctx pi_ctx;
@@ -38,6 +41,10 @@ int pi_ctx_n_past(const pi_ctx *c);
 void pi_ctx_truncate(pi_ctx *c, int n_past);
 /* Bytes the context allocated (KV cache and scratch). */
 size_t pi_ctx_memory(const pi_ctx *c);
+
+/* The sparse FFN's state and statistics; NULL when the context runs dense
+ * (an ordinary model, predictors absent, or dense asked for). */
+struct pi_sparse *pi_ctx_sparse(pi_ctx *c);
 
 /* Sees every layer's FFN as it runs: x is the FFN input (n rows of n_embd,
  * after the FFN norm), act what enters the down projection (n rows of n_ff,

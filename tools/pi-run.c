@@ -13,6 +13,7 @@
 
 #include "forward.h"
 #include "json.h"
+#include "sparse.h"
 #include "perplexity.h"
 #include "placement.h"
 #include "sample.h"
@@ -25,7 +26,8 @@ static const char *prog = "pi-run";
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
-    bool chat, json, quiet, no_special, ignore_eos, dry_run;
+    bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, shift_set;
+    float shift; /* --sparsity-shift */
     uint64_t vram; /* 0: no GPU */
     pi_sample_params sp;
 } opts;
@@ -36,7 +38,8 @@ static void usage(FILE *f)
         "Usage: %s [OPTION]... [-p PROMPT | -f FILE]\n"
         "Generate text with a GGUF model (tokens stream to stdout as they are made),\n"
         "or measure perplexity over a text file.  With neither -p nor -f the prompt\n"
-        "is read from standard input.\n"
+        "is read from standard input.  A model packed by pi-pack with predictors\n"
+        "runs sparse: each layer computes only the FFN neurons its predictor selects.\n"
         "\n"
         "  -m, --model FILE        GGUF model (default " DEFAULT_MODEL ")\n"
         "  -p, --prompt TEXT       the prompt\n"
@@ -62,6 +65,10 @@ static void usage(FILE *f)
         "      --ppl-stride N      a window starts every N tokens (default ctx-size / 2)\n"
         "      --ppl-score N       tokens scored per window, its last (default: stride;\n"
         "                          -c 512 --ppl-stride 512 --ppl-score 256 is llama.cpp's)\n"
+        "      --dense             compute every FFN neuron even on a packed model\n"
+        "      --sparsity-shift D  add D to every predictor threshold (logits): above 0\n"
+        "                          fewer neurons (faster, less exact), below 0 more\n"
+        "                          (default 0: the thresholds pi-train-predictor set)\n"
         "      --json              print one JSON object with the text and statistics\n"
         "      --vram SIZE         GPU memory budget (e.g. 6G) for a packed model's\n"
         "                          placement; today only with --dry-run\n"
@@ -94,7 +101,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
 {
     opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
-           NOSPECIAL, IGNEOS, VRAM, DRYRUN };
+           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
         { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
@@ -105,7 +112,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         { "repeat-last-n", 1, 0, RLAST }, { "perplexity", 1, 0, PPL },
         { "ppl-stride", 1, 0, STRIDE }, { "ppl-score", 1, 0, SCORE }, { "json", 0, 0, JSON },
         { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS },
-        { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { 0, 0, 0, 0 },
+        { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { "dense", 0, 0, DENSE },
+        { "sparsity-shift", 1, 0, SHIFT }, { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){ .model = DEFAULT_MODEL, .n_predict = 128, .threads = cpus > 0 ? (int)cpus : 1,
@@ -149,6 +157,9 @@ static int parse_args(int argc, char **argv, void *opts_out)
             }
             break;
         case DRYRUN: o->dry_run = true; break;
+        case DENSE: o->dense = true; break;
+        case SHIFT: rc = num("sparsity-shift", optarg, -100, 100, &v); o->shift = (float)v;
+            o->shift_set = true; break;
         default: return 2;
         }
         if (rc)
@@ -160,6 +171,10 @@ static int parse_args(int argc, char **argv, void *opts_out)
     }
     if (o->prompt && o->prompt_file) {
         fprintf(stderr, "%s: give -p or -f, not both\n", prog);
+        return 2;
+    }
+    if (o->dense && o->shift_set) {
+        fprintf(stderr, "%s: --sparsity-shift has no effect with --dense\n", prog);
         return 2;
     }
     if (o->dry_run != (o->vram != 0)) {
@@ -190,6 +205,46 @@ typedef struct run {
     pi_tokenizer *tok;
     pi_ctx *ctx;
 } run;
+
+/* Mean fraction of FFN neurons computed since the last reset. */
+static double active_fraction(const pi_sparse_stats *st)
+{
+    double all = 0.0;
+    for (int il = 0; il < st->n_layer; il++)
+        all += (double)st->active[il];
+    double denom = (double)st->tokens * (double)st->n_ff * st->n_layer;
+    return denom > 0 ? all / denom : 1.0;
+}
+
+/* The sparse fields of --json (after a comma), over `seconds` of work. */
+static void sparse_json(pi_ctx *ctx, double seconds)
+{
+    pi_sparse *sp = pi_ctx_sparse(ctx);
+    if (!sp) {
+        fputs("\"mode\": \"dense\", \"active_fraction\": 1.0", stdout);
+        return;
+    }
+    pi_sparse_stats st = pi_sparse_get_stats(sp);
+    printf("\"mode\": \"sparse\", \"sparsity_shift\": %g, \"active_fraction\": %.4f, "
+           "\"active_fraction_per_layer\": [", pi_sparse_shift(sp), active_fraction(&st));
+    for (int il = 0; il < st.n_layer; il++)
+        printf("%s%.4f", il ? ", " : "",
+               st.tokens ? (double)st.active[il] / ((double)st.tokens * st.n_ff) : 1.0);
+    printf("], \"predictor_time_share\": %.4f, \"ffn_time_share\": %.4f",
+           seconds > 0 ? st.predictor_s / seconds : 0.0, seconds > 0 ? st.ffn_s / seconds : 0.0);
+}
+
+/* The sparse summary line on stderr. */
+static void sparse_line(pi_ctx *ctx, double seconds, const char *what)
+{
+    pi_sparse *sp = pi_ctx_sparse(ctx);
+    if (!sp)
+        return;
+    pi_sparse_stats st = pi_sparse_get_stats(sp);
+    fprintf(stderr, "%s: sparse (shift %g): %.1f%% of FFN neurons computed; predictors %.1f%% "
+            "of %s time\n", prog, pi_sparse_shift(sp), 100.0 * active_fraction(&st),
+            seconds > 0 ? 100.0 * st.predictor_s / seconds : 0.0, what);
+}
 
 static void ppl_progress(void *user, int w, int nw, const pi_ppl *p)
 {
@@ -227,14 +282,19 @@ static int perplexity(run *r)
         fprintf(stderr, "%s: %s: %s\n", prog, r->o->ppl_file, err.msg);
         return 1;
     }
-    if (r->o->json)
+    if (r->o->json) {
         printf("{\"perplexity\": %.6f, \"nll\": %.6f, \"tokens_scored\": %" PRId64
                ", \"windows\": %d, \"context\": %d, \"stride\": %d, \"scored_per_window\": %d, "
-               "\"tokens\": %zu, \"seconds\": %.3f}\n", p.ppl, p.nll, p.n_scored, p.n_windows, win,
+               "\"tokens\": %zu, \"seconds\": %.3f, ", p.ppl, p.nll, p.n_scored, p.n_windows, win,
                stride, score, n, dt);
-    else
+        sparse_json(r->ctx, dt);
+        puts("}");
+    } else {
         printf("perplexity: %.4f over %" PRId64 " tokens (%d windows of %d, stride %d, last %d "
                "scored; %.1f s)\n", p.ppl, p.n_scored, p.n_windows, win, stride, score, dt);
+        if (!r->o->quiet)
+            sparse_line(r->ctx, dt, "perplexity");
+    }
     return 0;
 }
 
@@ -293,9 +353,11 @@ static void print_json(const char *text, size_t len, size_t n_prompt, double t_p
     pi_json_write_str(stdout, text, len);
     printf(", \"prompt_tokens\": %zu, \"prompt_tokens_per_s\": %.2f, \"generated_tokens\": %d, "
            "\"generation_tokens_per_s\": %.2f, \"threads\": %d, \"context\": %d, "
-           "\"peak_rss_bytes\": %ld}\n", n_prompt, n_prompt / t_prompt, n_gen,
+           "\"peak_rss_bytes\": %ld, ", n_prompt, n_prompt / t_prompt, n_gen,
            n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, r->o->threads, pi_ctx_n_ctx(r->ctx),
            peak_rss_kb() * 1024);
+    sparse_json(r->ctx, t_gen);
+    puts("}");
 }
 
 static int generate(run *r)
@@ -320,6 +382,8 @@ static int generate(run *r)
     if (pi_decode(r->ctx, ids, (int)n, logits, false, &err))
         goto fail;
     double t_prompt = now() - t0, t1 = now();
+    if (pi_ctx_sparse(r->ctx)) /* the statistics describe generation */
+        pi_sparse_reset_stats(pi_ctx_sparse(r->ctx));
     int limit = pi_ctx_n_ctx(r->ctx) - (int)n;
     if (o->n_predict >= 0 && o->n_predict < limit)
         limit = o->n_predict;
@@ -358,6 +422,8 @@ static int generate(run *r)
         fprintf(stderr, "%s: prompt %zu tokens, %.1f tokens/s; generated %d tokens, "
                 "%.1f tokens/s; %d threads; peak RSS %.1f MiB\n", prog, n, n / t_prompt, n_gen,
                 n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, o->threads, peak_rss_kb() / 1024.0);
+    if (!o->quiet && !o->json && n_gen)
+        sparse_line(r->ctx, t_gen, "generation");
     rc = 0;
     goto done;
 fail:
@@ -404,7 +470,16 @@ int main(int argc, char **argv)
     if (r.m)
         r.tok = pi_tokenizer_load(r.m->gguf, &err);
     pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
-                         .n_threads = o.threads, .n_batch = o.batch };
+                         .n_threads = o.threads, .n_batch = o.batch, .dense = o.dense,
+                         .sparsity_shift = o.shift };
+    if (r.m && o.shift_set && !r.m->pred) {
+        fprintf(stderr, "%s: --sparsity-shift: %s has no predictors (pack it with pi-pack "
+                "--predictors)\n", prog, o.model);
+        pi_model_close(r.m);
+        return tool_exit(prog, &args, 1);
+    }
+    if (r.m && r.m->pack && !r.m->pred && !o.dense && !o.quiet)
+        fprintf(stderr, "%s: %s is packed without predictors: running dense\n", prog, o.model);
     if (r.tok)
         r.ctx = pi_ctx_new(r.m, &cp, &err);
     if (!r.ctx) {
