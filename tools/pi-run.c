@@ -346,11 +346,15 @@ static int prompt_tokens(run *r, int32_t **ids, size_t *n)
     return 0;
 }
 
-static void print_json(const char *text, size_t len, size_t n_prompt, double t_prompt,
-                       int n_gen, double t_gen, const run *r)
+static void print_json(const char *text, size_t len, const int32_t *gen, size_t n_prompt,
+                       double t_prompt, int n_gen, double t_gen, const run *r)
 {
     fputs("{\"text\": ", stdout);
     pi_json_write_str(stdout, text, len);
+    fputs(", \"token_ids\": [", stdout);
+    for (int i = 0; i < n_gen; i++)
+        printf("%s%d", i ? ", " : "", gen[i]);
+    putchar(']');
     printf(", \"prompt_tokens\": %zu, \"prompt_tokens_per_s\": %.2f, \"generated_tokens\": %d, "
            "\"generation_tokens_per_s\": %.2f, \"threads\": %d, \"context\": %d, "
            "\"peak_rss_bytes\": %ld, ", n_prompt, n_prompt / t_prompt, n_gen,
@@ -372,6 +376,7 @@ static int generate(run *r)
     float *logits = malloc((size_t)nv * sizeof *logits);
     pi_sampler *s = pi_sampler_new(&o->sp, nv, &err);
     char *out = NULL;
+    int32_t *gen = NULL; /* generated ids, for --json */
     size_t out_len = 0, out_cap = 0;
     int rc = 1, n_gen = 0;
     if (!logits || !s)
@@ -387,11 +392,15 @@ static int generate(run *r)
     int limit = pi_ctx_n_ctx(r->ctx) - (int)n;
     if (o->n_predict >= 0 && o->n_predict < limit)
         limit = o->n_predict;
+    if (o->json && !(gen = malloc(((size_t)limit + 1) * sizeof *gen)))
+        goto done;
     for (; n_gen < limit; n_gen++) {
         int32_t t = pi_sample(s, logits);
         if (pi_token_is_eog(r->tok, t) && !o->ignore_eos)
             break;
         pi_sampler_accept(s, t);
+        if (gen)
+            gen[n_gen] = t;
         size_t plen;
         const char *piece = pi_token_piece(r->tok, t, &plen);
         if (pi_token_type(r->tok, t) == PI_TOKEN_CONTROL)
@@ -415,7 +424,7 @@ static int generate(run *r)
     }
     double t_gen = now() - t1;
     if (o->json)
-        print_json(out ? out : "", out_len, n, t_prompt, n_gen, t_gen, r);
+        print_json(out ? out : "", out_len, gen, n, t_prompt, n_gen, t_gen, r);
     else if (n_gen)
         putchar('\n');
     if (!o->quiet && !o->json)
@@ -430,6 +439,7 @@ fail:
     fprintf(stderr, "%s: %s\n", prog, err.msg);
 done:
     free(out);
+    free(gen);
     free(logits);
     free(ids);
     pi_sampler_free(s);
