@@ -19,7 +19,7 @@
 typedef struct sp_layer {
     int rank;
     float threshold; /* the predictor's plus the shift */
-    pi_weight w1, w2; /* F16 copies: rank x n_embd, n_ff x rank */
+    pi_weight w1, w2t; /* F16 copies: rank x n_embd, and W2 transposed, rank x n_ff */
     const float *b1, *b2;
 } sp_layer;
 
@@ -82,6 +82,17 @@ static int f16_weight(pi_weight *w, uint16_t *dst, const float *src, int64_t row
     return 0;
 }
 
+/* The transpose of src (rows x cols) as cols rows of rows. */
+static void f16_weight_t(pi_weight *w, uint16_t *dst, const float *src, int64_t rows,
+                         int64_t cols, const char *name)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            dst[c * rows + r] = pi_f32_to_f16(src[r * cols + c]);
+    *w = (pi_weight){ .data = dst, .type = PI_TYPE_F16, .ne0 = rows, .ne1 = cols,
+                      .row_bytes = (size_t)rows * sizeof(uint16_t), .name = name };
+}
+
 pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact, pi_err *err)
 {
     if (!m->pred) {
@@ -127,7 +138,7 @@ pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact
         l->b2 = pl.b2;
         f16_weight(&l->w1, next, pl.w1, pl.rank, s->n_embd, "pred.w1");
         next += (size_t)pl.rank * s->n_embd;
-        f16_weight(&l->w2, next, pl.w2, s->n_ff, pl.rank, "pred.w2");
+        f16_weight_t(&l->w2t, next, pl.w2, s->n_ff, pl.rank, "pred.w2t");
         next += (size_t)pl.rank * s->n_ff;
     }
     size_t acts = 0;
@@ -177,8 +188,10 @@ bool pi_sparse_layer_on(const pi_sparse *s, int il)
     return il >= 0 && il < s->n_layer && s->layers[il].rank > 0;
 }
 
-/* z = W2 relu(W1 x + b1) + b2 for n tokens; F16 weights against float
- * activations, one dot product per output, so batching changes nothing. */
+/* z = W2 relu(W1 x + b1) + b2 for n tokens, each token on its own so that
+ * batching changes nothing.  W1 x is one dot product per hidden unit; W2 h
+ * adds the rows of W2's transpose for the hidden units relu left nonzero
+ * (about half), which reads half of W2. */
 static void predict(pi_sparse *s, pi_pool *pool, const sp_layer *l, const float *x, int n)
 {
     int64_t r = l->rank, ff = s->n_ff;
@@ -189,11 +202,12 @@ static void predict(pi_sparse *s, pi_pool *pool, const sp_layer *l, const float 
             float v = s->h[t * r + i] + l->b1[i];
             s->h[t * r + i] = v > 0.0f ? v : 0.0f;
         }
-    pi_acts ah = pi_acts_float(s->h, n, r);
-    pi_matmul(pool, &l->w2, &ah, s->z, ff);
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < n; t++) {
+        float *z = s->z + t * ff;
+        pi_ffn_down_t(pool, &l->w2t, s->h + t * r, r, NULL, r, z, 1);
         for (int64_t i = 0; i < ff; i++)
-            s->z[t * ff + i] += l->b2[i];
+            z[i] += l->b2[i];
+    }
 }
 
 /* One token's activations in form f, at buf. */
@@ -227,6 +241,17 @@ static float dot_form(const sp_form *f, const pi_weight *w, int64_t row, const u
     return (float)acc;
 }
 
+/* Selected rows are scattered, which the hardware prefetcher does not
+ * follow: each row is fetched this many selected rows ahead. */
+#define PREFETCH_AHEAD 4
+
+static void prefetch_row(const pi_weight *w, int64_t row)
+{
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
+    for (size_t o = 0; o < w->row_bytes; o += 64)
+        __builtin_prefetch(p + o);
+}
+
 typedef struct gu_job {
     const pi_sparse *s;
     const pi_layer *ly;
@@ -251,11 +276,19 @@ static void gu_chunk(void *arg, int64_t chunk, int ith)
         float *act = j->act + t * ff;
         const uint8_t *xg = s->xg + (size_t)t * j->fg.row_bytes;
         const uint8_t *xu = s->xu + (size_t)t * j->fu.row_bytes;
+        int32_t sel[NEURON_CHUNK];
+        int k = 0;
         for (int64_t i = i0; i < i1; i++) {
-            if (!(z[i] > j->threshold)) {
-                act[i] = 0.0f;
-                continue;
+            act[i] = 0.0f;
+            if (z[i] > j->threshold)
+                sel[k++] = (int32_t)i;
+        }
+        for (int q = 0; q < k; q++) {
+            if (q + PREFETCH_AHEAD < k) {
+                prefetch_row(&j->ly->gate, sel[q + PREFETCH_AHEAD]);
+                prefetch_row(&j->ly->up, sel[q + PREFETCH_AHEAD]);
             }
+            int64_t i = sel[q];
             float g = dot_form(&j->fg, &j->ly->gate, i, xg, rowbuf);
             float u = dot_form(&j->fu, &j->ly->up, i, xu, rowbuf);
             act[i] = g / (1.0f + expf(-g)) * u;

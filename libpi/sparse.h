@@ -11,9 +11,9 @@
  * layer's threshold (logits): above 0 fewer neurons, below 0 more.
  *
  * Every product is per token with the same kernels whether a token comes
- * alone (generation) or in a batch (prompt, perplexity), so a token's
- * result does not depend on how it was batched: perplexity measures exactly
- * what generation computes.  Gate and up are threaded over neurons in
+ * alone (generation) or in a batch (prompt, perplexity), so a token's FFN
+ * does not depend on how it was batched: perplexity measures exactly what
+ * generation computes.  Gate and up are threaded over neurons in
  * chunks of whole cache lines of the activation row; the down projection
  * over output columns (pi_ffn_down_t), so no thread adds into another's
  * lines.

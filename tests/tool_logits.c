@@ -3,13 +3,16 @@
  * and writes the final position's logits, or greedy continuations.
  *   tool_logits MODEL IDS [--out FILE] [--greedy N] [--threads N] [--batch N]
  * IDS is comma-separated.  --greedy prints N generated ids on one line.
- * --exact 1 takes the float-activation path (see matmul.h).
+ * --exact 1 takes the float-activation path (see matmul.h).  A packed model
+ * runs sparse unless --dense 1; --shift D moves the thresholds; --active 1
+ * prints, after the prompt, the neurons computed per layer (sparse.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "forward.h"
+#include "sparse.h"
 
 int main(int argc, char **argv)
 {
@@ -19,7 +22,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *out = NULL;
-    int greedy = 0;
+    int greedy = 0, active = 0;
     pi_ctx_params cp = { .n_ctx = 1024, .n_threads = 1 };
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--out"))
@@ -32,6 +35,12 @@ int main(int argc, char **argv)
             cp.n_batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--exact"))
             cp.exact = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--dense"))
+            cp.dense = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--shift"))
+            cp.sparsity_shift = strtof(argv[i + 1], NULL);
+        else if (!strcmp(argv[i], "--active"))
+            active = atoi(argv[i + 1]);
     }
     int32_t ids[1024];
     int n = 0;
@@ -52,6 +61,17 @@ int main(int argc, char **argv)
     if (pi_decode(c, ids, n, logits, false, &err)) {
         fprintf(stderr, "tool_logits: %s\n", err.msg);
         return 1;
+    }
+    if (active) {
+        if (!pi_ctx_sparse(c)) {
+            fprintf(stderr, "tool_logits: --active: the context runs dense\n");
+            return 1;
+        }
+        pi_sparse_stats st = pi_sparse_get_stats(pi_ctx_sparse(c));
+        printf("active");
+        for (int il = 0; il < st.n_layer; il++)
+            printf(" %llu", (unsigned long long)st.active[il]);
+        putchar('\n');
     }
     if (out) {
         FILE *f = fopen(out, "wb");

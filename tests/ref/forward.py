@@ -23,10 +23,17 @@ Conventions (as llama.cpp; see tests/ref/README.md for where they come from):
            token_embd.weight (tied)
   rmsnorm(x) = x / sqrt(mean(x^2) + eps), eps = {arch}.attention.layer_norm_rms_epsilon
 
+A model packed by pi-pack (pi.version present) has blk.N.ffn_down_t (the
+down projection neuron-major: act Wdown_t) and may carry predictors; with
+sparse=True each layer with a predictor computes only the neurons it selects
+(man/pi-gguf.5):  z = relu(x W1^T + b1) W2^T + b2,  act[i] = 0 unless
+z[i] > pi.predictor.threshold[layer] + shift.
+
 Library:  forward(model_path, token_ids, dtype=np.float32) -> (n_tokens, n_vocab)
-          Model(path, dtype) with .forward(tokens, cache, pos0) for a KV cache
+          Model(path, dtype, sparse=False, shift=0.0) with .forward(tokens, cache,
+          pos0) for a KV cache; .active counts the neurons computed per layer
 CLI:      forward.py MODEL.gguf --tokens 1,2,3 [--out FILE|-] [--all-positions]
-                     [--greedy N] [--f64] [--no-cache] [--top K]
+                     [--greedy N] [--f64] [--no-cache] [--top K] [--sparse [--shift D]]
 """
 import argparse
 import os
@@ -59,7 +66,7 @@ def _field(reader, key, default=None):
 class Model:
     """A GGUF model, dequantised lazily (each tensor once) to `dtype`."""
 
-    def __init__(self, path, dtype=np.float32):
+    def __init__(self, path, dtype=np.float32, sparse=False, shift=0.0):
         self.path = path
         self.dtype = np.dtype(dtype)
         self.r = gguf.GGUFReader(path)
@@ -98,6 +105,14 @@ class Model:
             raise ValueError(f"{path}: rope scaling {scaling!r} not supported by the reference")
         if "blk.0.ffn_gate_inp.weight" in self.tensors:
             raise ValueError(f"{path}: MoE models are not supported by the reference")
+        self.packed = _field(self.r, "pi.version") is not None
+        self.thresholds = None
+        if sparse:
+            thr = _field(self.r, "pi.predictor.threshold")
+            if not self.packed or thr is None:
+                raise ValueError(f"{path}: --sparse needs a packed model with predictors")
+            self.thresholds = [float(t) + shift for t in thr]
+        self.active = [0] * self.n_layer
         self.output_name = "output.weight" if "output.weight" in self.tensors else "token_embd.weight"
         self.n_vocab = int(self.tensors[self.output_name].shape[1])
 
@@ -213,7 +228,19 @@ class Model:
             g = self.linear(x, p + "ffn_gate")
             u = self.linear(x, p + "ffn_up")
             act = g / (1.0 + np.exp(-g)) * u                    # silu(g) * u
-            h = h + self.linear(act, p + "ffn_down")
+            if self.thresholds is not None and self.has(f"pred.{il}.w1"):
+                q = f"pred.{il}."
+                hid = np.maximum(x @ self.w(q + "w1").T + self.w(q + "b1"), 0)
+                z = hid @ self.w(q + "w2").T + self.w(q + "b2")
+                keep = z > self.thresholds[il]
+                act = np.where(keep, act, 0).astype(self.dtype)
+                self.active[il] += int(keep.sum())
+            else:
+                self.active[il] += n * self.n_ff
+            if self.packed:
+                h = h + act @ self.w(p + "ffn_down_t.weight")
+            else:
+                h = h + self.linear(act, p + "ffn_down")
 
         x = self.rmsnorm(h, "output_norm.weight")
         return (x @ self.w(self.output_name).T).astype(np.float32)
@@ -270,6 +297,10 @@ def main(argv=None):
     ap.add_argument("--no-cache", action="store_true", help="greedy without a KV cache")
     ap.add_argument("--top", type=int, default=5, metavar="K",
                     help="without --out, print the K best final-position tokens")
+    ap.add_argument("--sparse", action="store_true",
+                    help="packed model: compute only the neurons the predictors select")
+    ap.add_argument("--shift", type=float, default=0.0, metavar="D",
+                    help="with --sparse, add D to every predictor threshold")
     a = ap.parse_args(argv)
     try:
         tokens = [int(t) for t in a.tokens.replace(" ", "").split(",") if t != ""]
@@ -281,7 +312,7 @@ def main(argv=None):
         print("forward.py: refusing to write binary logits to a terminal", file=sys.stderr)
         return 2
     try:
-        m = Model(a.model, np.float64 if a.f64 else np.float32)
+        m = Model(a.model, np.float64 if a.f64 else np.float32, a.sparse, a.shift)
         logits = m.forward(tokens)
     except (OSError, ValueError, KeyError) as e:
         print(f"forward.py: {a.model}: {e}", file=sys.stderr)

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Sparse inference against the NumPy reference (tests/ref/forward.py
+# --sparse, independent of pi's C code), on a synthetic model profiled,
+# trained and packed here: logits and greedy tokens at two threshold shifts,
+# the neurons computed per layer, every neuron selected equalling dense, and
+# threads changing nothing and batching only float rounding (the sparse FFN
+# of a token is the same alone or in a batch, so perplexity measures what
+# generation computes).
+set -u
+BUILD=${BUILD:-build}
+run=$BUILD/bin/pi-run
+logits=$BUILD/tests/tool_logits
+. "$(dirname "$0")/lib.sh"
+
+python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 \
+    --out "$tmp/m.gguf" >/dev/null || bad "synth.py writes the model"
+python3 - "$tmp" <<'PY'
+import random, sys
+words = ("river hill sea town road field house light stone water wind bread king "
+         "garden letter window morning evening summer winter horse friend story").split()
+rng = random.Random(3)
+with open(f"{sys.argv[1]}/text.txt", "w") as f:
+    for _ in range(400):
+        f.write(" ".join(rng.choice(words) for _ in range(8)) + ".\n")
+PY
+"$BUILD/bin/pi-profile" -m "$tmp/m.gguf" -q --every 1 --ctx 128 --tokens 4000 "$tmp/text.txt" \
+    -o "$tmp/t.trace" --stats "$tmp/s.yaml" &&
+"$BUILD/bin/pi-train-predictor" -m "$tmp/m.gguf" -q --rank 8 --epochs 3 "$tmp/t.trace" \
+    -o "$tmp/p.gguf" &&
+"$BUILD/bin/pi-pack" -m "$tmp/m.gguf" -q --stats "$tmp/s.yaml" --predictors "$tmp/p.gguf" \
+    --down-type f32 -o "$tmp/pk.gguf" || bad "profile, train and pack the synthetic model"
+pk=$tmp/pk.gguf
+ids=5,17,42,99,3,64,128,7,250,31,12,77
+n_ids=12
+
+# pi's exact path (float activations) against the reference in float32.
+for shift in 0 0.5; do
+    "$logits" "$pk" $ids --exact 1 --shift $shift --active 1 --greedy 16 --out "$tmp/pi$shift.bin" \
+        >"$tmp/pi$shift.txt"
+    python3 - "$pk" $ids $shift "$tmp/ref$shift" <<'PY'
+import sys
+import numpy as np
+sys.path.insert(0, "tests/ref")
+from forward import Model
+path, ids, shift, out = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], float(sys.argv[3]), sys.argv[4]
+m = Model(path, np.float32, sparse=True, shift=shift)
+logits = m.forward(ids)[-1]
+active = list(m.active)
+logits.astype("<f4").tofile(out + ".bin")
+m2 = Model(path, np.float32, sparse=True, shift=shift)
+with open(out + ".txt", "w") as f:
+    f.write("active " + " ".join(str(a) for a in active) + "\n")
+    f.write(",".join(str(t) for t in m2.greedy(ids, 16)) + "\n")
+PY
+    t "shift $shift: logits within 1e-3 of the reference's largest" python3 - "$tmp/pi$shift.bin" \
+        "$tmp/ref$shift.bin" <<'PY'
+import sys
+import numpy as np
+a, b = (np.fromfile(p, "<f4") for p in sys.argv[1:3])
+err = np.abs(a - b).max() / np.abs(b).max()
+print(f"max error {err:.2e} of the largest logit")
+sys.exit(0 if a.shape == b.shape and err < 1e-3 else 1)
+PY
+    t "shift $shift: 16 greedy tokens equal the reference's" \
+        test "$(tail -n1 "$tmp/pi$shift.txt")" = "$(tail -n1 "$tmp/ref$shift.txt")"
+    # A neuron whose logit lies within rounding of its threshold may go
+    # either way: counts agree to 1%.
+    t "shift $shift: neurons computed per layer as the reference" python3 - \
+        "$(head -n1 "$tmp/pi$shift.txt")" "$(head -n1 "$tmp/ref$shift.txt")" $n_ids <<'PY'
+import sys
+a, b = ([int(x) for x in s.split()[1:]] for s in sys.argv[1:3])
+n = int(sys.argv[3])
+print("pi", a, "reference", b, "of", n * 256)
+sys.exit(0 if len(a) == len(b) == 2 and all(abs(x - y) <= 0.01 * n * 256 for x, y in zip(a, b))
+         and all(0 < x < n * 256 for x in a) else 1)
+PY
+done
+t "a higher shift computes fewer neurons" python3 -c "
+import sys
+a = sum(map(int, open('$tmp/pi0.txt').readline().split()[1:]))
+b = sum(map(int, open('$tmp/pi0.5.txt').readline().split()[1:]))
+print(a, b); sys.exit(0 if b < a else 1)"
+
+# Every neuron selected: the same maths as dense.
+"$logits" "$pk" $ids --exact 1 --shift -1000 --greedy 16 --out "$tmp/all.bin" >"$tmp/all.txt"
+"$logits" "$pk" $ids --exact 1 --dense 1 --greedy 16 --out "$tmp/dense.bin" >"$tmp/dense.txt"
+t "every neuron selected: logits equal dense within 1e-5" python3 -c "
+import sys, numpy as np
+a, b = np.fromfile('$tmp/all.bin', '<f4'), np.fromfile('$tmp/dense.bin', '<f4')
+e = np.abs(a - b).max() / np.abs(b).max(); print(e); sys.exit(0 if e < 1e-5 else 1)"
+t "every neuron selected: greedy tokens equal dense" cmp -s "$tmp/all.txt" "$tmp/dense.txt"
+
+# The quantised path: threads change nothing; batching changes only the
+# rounding of the dense parts (attention), never which neurons run.
+"$logits" "$pk" $ids --batch 1 --threads 1 --greedy 8 --out "$tmp/b1.bin" >"$tmp/b1.txt"
+"$logits" "$pk" $ids --batch 1 --threads 2 --greedy 8 --out "$tmp/t2.bin" >"$tmp/t2.txt"
+"$logits" "$pk" $ids --batch 64 --threads 2 --greedy 8 --out "$tmp/b64.bin" >"$tmp/b64.txt"
+t "sparse logits identical on one and two threads" cmp -s "$tmp/b1.bin" "$tmp/t2.bin"
+t "sparse logits one token at a time and in one batch within 1e-5" python3 -c "
+import sys, numpy as np
+a, b = np.fromfile('$tmp/b1.bin', '<f4'), np.fromfile('$tmp/b64.bin', '<f4')
+e = np.abs(a - b).max() / np.abs(b).max(); print(e); sys.exit(0 if e < 1e-5 else 1)"
+t "sparse greedy tokens equal across batch sizes and threads" cmp -s "$tmp/b1.txt" "$tmp/b64.txt"
+ppl() { "$run" -m "$pk" -q --json --perplexity "$tmp/text.txt" -c 128 "$@" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["mode"], d["nll"], d["active_fraction"])'; }
+a=$(ppl -b 1 -t 1) b=$(ppl -b 128 -t 2) d=$(ppl --dense)
+t "perplexity runs sparse, batch 1 and 128 agree in nll to 1e-5 ($a / $b)" python3 -c "
+import sys
+a, b = '$a'.split(), '$b'.split()
+sys.exit(0 if a[0] == b[0] == 'sparse' and a[2] == b[2] and abs(float(a[1]) / float(b[1]) - 1) < 1e-5 else 1)"
+t "perplexity: --dense runs dense ($d)" bash -c "[ '${d%% *}' = dense ]"
+finish
