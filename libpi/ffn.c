@@ -45,10 +45,7 @@ void pi_ffn_dense(pi_pool *pool, const pi_layer *l, const float *x, float *out, 
 
 /* Threads split the output columns at whole blocks, so that each owns a
  * slice of every output row: no partial sums to add up, no shared lines. */
-#define DOWN_T_SLICE 1024
-#ifndef PF_AHEAD
-#define PF_AHEAD 4
-#endif /* most columns of one chunk */
+#define DOWN_T_SLICE 1024 /* most columns of one chunk */
 
 typedef struct down_t_job {
     const pi_weight *w;
@@ -67,7 +64,7 @@ typedef struct down_t_job {
  * whose activation is exactly 0. */
 static void down_t_one(const down_t_job *j, int64_t width, size_t off, const float *act, float *y)
 {
-    int64_t pf_bytes = width / j->block * (int64_t)j->block_bytes;
+    size_t slice_bytes = (size_t)(width / j->block) * j->block_bytes;
     float a[PI_AXPY_ROWS];
     const void *rows[PI_AXPY_ROWS];
     int k = 0;
@@ -77,14 +74,10 @@ static void down_t_one(const down_t_job *j, int64_t width, size_t off, const flo
         int64_t neuron = j->idx ? j->idx[i] : i;
         a[k] = act[i];
         rows[k] = (const uint8_t *)j->w->data + (size_t)neuron * j->w->row_bytes + off;
-        {
-            int64_t ahead = i + PF_AHEAD < j->n_idx ? i + PF_AHEAD : -1;
-            if (ahead >= 0) {
-                const uint8_t *pr = (const uint8_t *)j->w->data +
-                                    (size_t)(j->idx ? j->idx[ahead] : ahead) * j->w->row_bytes + off;
-                for (size_t o = 0; o < (size_t)pf_bytes; o += 64)
-                    __builtin_prefetch(pr + o);
-            }
+        if (i + PI_PREFETCH_AHEAD < j->n_idx) {
+            int64_t ahead = j->idx ? j->idx[i + PI_PREFETCH_AHEAD] : i + PI_PREFETCH_AHEAD;
+            pi_prefetch((const uint8_t *)j->w->data + (size_t)ahead * j->w->row_bytes + off,
+                        slice_bytes);
         }
         if (++k == PI_AXPY_ROWS) {
             j->axpy(width, k, a, rows, y);

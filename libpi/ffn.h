@@ -40,6 +40,17 @@ pi_acts pi_ffn_acts(pi_pool *pool, const pi_ffn_scratch *s, pi_type wtype, const
 void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t lda,
                    const int32_t *idx, int64_t n_idx, float *out, int n);
 
+/* Rows read in a data-dependent order (selected neurons) are short and
+ * scattered, which the hardware prefetcher does not follow: the row this
+ * many ahead is requested while the current one is computed. */
+#define PI_PREFETCH_AHEAD 4
+
+static inline void pi_prefetch(const void *p, size_t bytes)
+{
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch((const char *)p + o);
+}
+
 /* SiLU(g) * u, elementwise, in place in g. */
 void pi_swiglu(float *g, const float *u, int64_t n);
 

@@ -241,15 +241,9 @@ static float dot_form(const sp_form *f, const pi_weight *w, int64_t row, const u
     return (float)acc;
 }
 
-/* Selected rows are scattered, which the hardware prefetcher does not
- * follow: each row is fetched this many selected rows ahead. */
-#define PREFETCH_AHEAD 4
-
 static void prefetch_row(const pi_weight *w, int64_t row)
 {
-    const uint8_t *p = (const uint8_t *)w->data + (size_t)row * w->row_bytes;
-    for (size_t o = 0; o < w->row_bytes; o += 64)
-        __builtin_prefetch(p + o);
+    pi_prefetch((const uint8_t *)w->data + (size_t)row * w->row_bytes, w->row_bytes);
 }
 
 typedef struct gu_job {
@@ -284,9 +278,9 @@ static void gu_chunk(void *arg, int64_t chunk, int ith)
                 sel[k++] = (int32_t)i;
         }
         for (int q = 0; q < k; q++) {
-            if (q + PREFETCH_AHEAD < k) {
-                prefetch_row(&j->ly->gate, sel[q + PREFETCH_AHEAD]);
-                prefetch_row(&j->ly->up, sel[q + PREFETCH_AHEAD]);
+            if (q + PI_PREFETCH_AHEAD < k) {
+                prefetch_row(&j->ly->gate, sel[q + PI_PREFETCH_AHEAD]);
+                prefetch_row(&j->ly->up, sel[q + PI_PREFETCH_AHEAD]);
             }
             int64_t i = sel[q];
             float g = dot_form(&j->fg, &j->ly->gate, i, xg, rowbuf);
