@@ -140,8 +140,9 @@ bench: all $(BENCHES)
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_run.sh; \
 	  else echo "bench: skipping pi-run (make model first)"; fi
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] && [ -f corpus/train.txt ]; then \
-	  BUILD=$(BUILD) bench/bench_profile.sh && BUILD=$(BUILD) bench/bench_pack.sh; \
-	  else echo "bench: skipping pi-profile and pi-pack (make model corpus first)"; fi
+	  BUILD=$(BUILD) bench/bench_profile.sh && BUILD=$(BUILD) bench/bench_pack.sh && \
+	  BUILD=$(BUILD) bench/bench_sparse.sh; \
+	  else echo "bench: skipping pi-profile, pi-pack and sparse (make model corpus first)"; fi
 
 model:
 	scripts/get-model smollm2-135m
