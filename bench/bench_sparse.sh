@@ -121,9 +121,30 @@ echo "settings: $(basename "$MODEL"), profile $TOKENS tokens of corpus/train.txt
     "the first $HELD bytes of corpus/heldout.txt (ctx 512); speed: $N greedy tokens after" \
     "\"$PROMPT\", median of $REPS interleaved rounds; greedy agreement: $P held-out prompts" \
     "x $G tokens"
-python3 - "$res" "${names[@]}" <<'PY'
-import json, statistics, sys
-path, names = sys.argv[1], sys.argv[2:]
+python3 - "$res" "$MODEL" "$PACKED" "${names[@]}" <<'PY'
+import json, re, statistics, sys
+import gguf
+path, model, packed, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+
+def weight_bytes(file):
+    """Bytes a token reads: (fixed part, per-layer FFN bytes, predictor bytes).
+    Fixed: attention, norms and the output matrix (the tied embedding when
+    there is no output.weight; an embedding lookup reads one row)."""
+    r = gguf.GGUFReader(file)
+    names_ = {t.name for t in r.tensors}
+    fixed, ffn, pred = 0, {}, 0
+    for t in r.tensors:
+        n = int(t.n_bytes)
+        m = re.match(r"blk\.(\d+)\.ffn_(gate|up|down|down_t)\.weight$", t.name)
+        if m:
+            ffn[int(m.group(1))] = ffn.get(int(m.group(1)), 0) + n
+        elif t.name.startswith("pred."):
+            pred += n
+        elif t.name != "token_embd.weight" or "output.weight" not in names_:
+            fixed += n
+    return fixed, [ffn[i] for i in sorted(ffn)], pred
+
+wb = {0: weight_bytes(model), 1: weight_bytes(packed)}
 ppl, gen, greedy = {}, {}, {}
 for line in open(path):
     kind, i, arg, js = line.split(" ", 3)
@@ -151,11 +172,19 @@ def agreement(i, j):  # of i with j: (mean fraction before the first divergence,
 
 base = ppl[0]["perplexity"]
 tps = {(i, t): med(i, t, "generation_tokens_per_s") for (i, t) in gen}
+
+def read_mb(i):  # MB of weights per generated token at point i
+    fixed, ffn, pred = wb[0 if i == 0 else 1]
+    layers = gen[(i, 1)][0].get("active_fraction_per_layer")
+    if not layers:
+        return (fixed + sum(ffn)) / 1e6
+    return (fixed + pred + sum(a * b for a, b in zip(layers, ffn))) / 1e6
 print()
 print("| point | shift | perplexity | Δppl | active (ppl / gen) | predictor share |"
       " tok/s 1t | tok/s 2t | × dense-original 1t / 2t | × dense-packed 1t / 2t |"
-      " greedy vs dense-original | greedy vs dense-packed |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      " greedy vs dense-original | greedy vs dense-packed | MB read/token | bytes ratio |"
+      " GB/s 1t |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for i, name in enumerate(names):
     p = ppl[i]
     shift = p.get("sparsity_shift", "-") if p.get("mode") == "sparse" else "-"
@@ -166,11 +195,17 @@ for i, name in enumerate(names):
           f" {p.get('active_fraction', 1.0) * 100:.1f}% / {gact * 100:.1f}% |"
           f" {share} | {tps[(i, 1)]:.1f} | {tps[(i, 2)]:.1f} |"
           f" {r(0, 1):.2f} / {r(0, 2):.2f} | {r(1, 1):.2f} / {r(1, 2):.2f} |"
-          f" {agreement(i, 0)} | {agreement(i, 1)} |")
+          f" {agreement(i, 0)} | {agreement(i, 1)} | {read_mb(i):.1f} |"
+          f" {read_mb(0) / read_mb(i):.2f} | {read_mb(i) * tps[(i, 1)] / 1e3:.1f} |")
 print()
 print("Δppl: against dense-original; active: mean fraction of FFN neurons computed, in the"
       " perplexity run / the speed runs; predictor share: of the 1-thread generation time")
 print("greedy: the mean share of tokens before the first divergence / of positions with the same token")
+fixed, ffn, pred = wb[1]
+print(f"MB read/token: weights a generated token reads (attention, norms and output {fixed / 1e6:.1f} MB,"
+      f" FFN {sum(wb[0][1]) / 1e6:.1f} MB original / {sum(ffn) / 1e6:.1f} MB packed, times each"
+      f" layer's active fraction; predictors {pred / 1e6:.1f} MB); bytes ratio: dense-original's"
+      f" over the point's, the speed-up a purely memory-bound decode would show; GB/s: MB read x tok/s at 1 thread")
 print("per-layer active fraction (%) in the perplexity run, layer 0 first:")
 for i, name in enumerate(names):
     layers = ppl[i].get("active_fraction_per_layer")

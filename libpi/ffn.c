@@ -4,6 +4,7 @@
 #include "ffn.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "axpy.h"
@@ -60,21 +61,22 @@ typedef struct down_t_job {
     pi_axpy_fn axpy;
 } down_t_job;
 
-/* One token: rows in groups, fused dequantise-and-add, skipping neurons
- * whose activation is exactly 0. */
-static void down_t_one(const down_t_job *j, int64_t width, size_t off, const float *act, float *y)
+/* One token, positions [i0, i1) of the index list: rows in groups, fused
+ * dequantise-and-add, skipping neurons whose activation is exactly 0. */
+static void down_t_one(const down_t_job *j, int64_t i0, int64_t i1, int64_t width, size_t off,
+                       const float *act, float *y)
 {
     size_t slice_bytes = (size_t)(width / j->block) * j->block_bytes;
     float a[PI_AXPY_ROWS];
     const void *rows[PI_AXPY_ROWS];
     int k = 0;
-    for (int64_t i = 0; i < j->n_idx; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         if (act[i] == 0.0f)
             continue;
         int64_t neuron = j->idx ? j->idx[i] : i;
         a[k] = act[i];
         rows[k] = (const uint8_t *)j->w->data + (size_t)neuron * j->w->row_bytes + off;
-        if (i + PI_PREFETCH_AHEAD < j->n_idx) {
+        if (i + PI_PREFETCH_AHEAD < i1) {
             int64_t ahead = j->idx ? j->idx[i + PI_PREFETCH_AHEAD] : i + PI_PREFETCH_AHEAD;
             pi_prefetch((const uint8_t *)j->w->data + (size_t)ahead * j->w->row_bytes + off,
                         slice_bytes);
@@ -121,12 +123,61 @@ static void down_t_chunk(void *arg, int64_t chunk, int ith)
     size_t off = (size_t)b0 * j->block_bytes;
     for (int t = 0; t < j->n; t++)
         memset(j->out + t * d + c0, 0, (size_t)width * sizeof(float));
-    if (j->n == 1) {
-        down_t_one(j, width, off, j->act, j->out + c0);
-        return;
-    }
     float rowbuf[PI_AXPY_ROWS][DOWN_T_SLICE];
     down_t_many(j, width, off, c0, rowbuf);
+}
+
+/* One token: the index list is cut into runs of DOWN_T_RUN positions, each
+ * summed over whole rows into a partial output of its own (run 0 into out),
+ * then the partials are added to out in run order.  Whole rows stream from
+ * memory, which the hardware prefetcher follows, where slices of every row
+ * would not; and since the runs do not depend on the number of threads,
+ * neither do the sums. */
+#define DOWN_T_RUN 256
+
+typedef struct down_run_job {
+    const down_t_job *j;
+    float *partial; /* (n_runs - 1) rows of ne0 */
+    int64_t n_runs;
+} down_run_job;
+
+static void down_run(void *arg, int64_t run, int ith)
+{
+    const down_run_job *r = arg;
+    const down_t_job *j = r->j;
+    int64_t d = j->w->ne0, i0 = run * DOWN_T_RUN;
+    int64_t i1 = i0 + DOWN_T_RUN < j->n_idx ? i0 + DOWN_T_RUN : j->n_idx;
+    float *y = run ? r->partial + (run - 1) * d : j->out;
+    (void)ith;
+    memset(y, 0, (size_t)d * sizeof(float));
+    down_t_one(j, i0, i1, d, 0, j->act, y);
+}
+
+static void down_reduce(void *arg, int64_t chunk, int ith)
+{
+    const down_run_job *r = arg;
+    int64_t d = r->j->w->ne0, c0 = chunk * DOWN_T_SLICE;
+    int64_t c1 = c0 + DOWN_T_SLICE < d ? c0 + DOWN_T_SLICE : d;
+    (void)ith;
+    for (int64_t k = 1; k < r->n_runs; k++) {
+        const float *p = r->partial + (k - 1) * d;
+        for (int64_t c = c0; c < c1; c++)
+            r->j->out[c] += p[c];
+    }
+}
+
+static void down_t_rows(pi_pool *pool, const down_t_job *j)
+{
+    down_run_job r = { j, NULL, (j->n_idx + DOWN_T_RUN - 1) / DOWN_T_RUN };
+    int64_t d = j->w->ne0;
+    if (r.n_runs < 1)
+        r.n_runs = 1;
+    if (r.n_runs > 1 && !(r.partial = malloc((size_t)(r.n_runs - 1) * d * sizeof(float))))
+        abort(); /* n_ff / 256 rows of n_embd: only an exhausted heap fails here */
+    pi_pool_for(pool, r.n_runs, down_run, &r);
+    if (r.n_runs > 1)
+        pi_pool_for(pool, (d + DOWN_T_SLICE - 1) / DOWN_T_SLICE, down_reduce, &r);
+    free(r.partial);
 }
 
 void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t lda,
@@ -141,6 +192,10 @@ void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t 
                      .n = n, .blocks_per_chunk = even < per ? even : per, .n_blocks = n_blocks,
                      .block = tr->block_size, .block_bytes = tr->type_size,
                      .axpy = pi_axpy_get(w->type) };
+    if (n == 1) {
+        down_t_rows(pool, &j);
+        return;
+    }
     if (j.blocks_per_chunk < 1)
         j.blocks_per_chunk = 1;
     pi_pool_for(pool, (n_blocks + j.blocks_per_chunk - 1) / j.blocks_per_chunk, down_t_chunk,

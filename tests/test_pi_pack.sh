@@ -110,13 +110,14 @@ for f in src.fields.values():
         assert F[f.name].contents() == f.contents(), f.name
 PY
 
-# Exactness: with float activations (--exact) and an F32 down projection the
-# packed model computes the same sums in another order; with the default Q8_0
-# down, logits move by the requantisation only.
+# Exactness of dense inference (--dense 1: the packed model carries
+# predictors): with float activations (--exact) and an F32 down projection
+# the packed model computes the same sums in another order; with the default
+# Q8_0 down, logits move by the requantisation only.
 ids=1,5,9,3,7,2,8,4
 "$bin" "${in[@]}" -q --down-type f32 -o "$tmp/f32.gguf"
 for f in m f32 a; do
-    "$logits" "$tmp/$f.gguf" $ids --exact 1 --out "$tmp/$f.bin" --greedy 16 >"$tmp/$f.greedy"
+    "$logits" "$tmp/$f.gguf" $ids --exact 1 --dense 1 --out "$tmp/$f.bin" --greedy 16 >"$tmp/$f.greedy"
 done
 t "dense greedy tokens of the packed model (F32 down) equal the original's" \
     cmp -s "$tmp/m.greedy" "$tmp/f32.greedy"
@@ -210,7 +211,7 @@ if [ -f "$model" ]; then
     t "SmolLM2: packing twice gives the same bytes" cmp -s "$tmp/smol.gguf" "$tmp/smol2.gguf"
     sids=504,3458,282,4649,314,253,3432,29
     "$logits" "$model" $sids --exact 1 --threads 2 --greedy 24 --out "$tmp/s0.bin" >"$tmp/s0"
-    "$logits" "$tmp/smol.gguf" $sids --exact 1 --threads 2 --greedy 24 --out "$tmp/s1.bin" >"$tmp/s1"
+    "$logits" "$tmp/smol.gguf" $sids --exact 1 --dense 1 --threads 2 --greedy 24 --out "$tmp/s1.bin" >"$tmp/s1"
     t "SmolLM2: dense greedy tokens of the packed model equal the original's" \
         cmp -s "$tmp/s0" "$tmp/s1"
     "$logits" "$model" $sids --threads 2 --out "$tmp/sq.bin"
