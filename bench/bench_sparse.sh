@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sparse inference against dense, on one machine and in one run: perplexity
 # on held-out text, the active fraction of FFN neurons, generation speed with
-# 1 and 2 threads, and agreement of greedy continuations, for dense on the
+# 1 and 2 threads, agreement with dense (the most likely next token at every
+# held-out position, and free-running greedy continuations), the weights
+# read per token and the bandwidth that implies, for dense on the
 # original model, dense on the packed model (--dense) and sparse at each
 # --sparsity-shift in SHIFTS.  Speeds are medians of REPS rounds, each round
 # running every point in turn, so that machine noise hits all points alike;
@@ -97,7 +99,7 @@ record() { # kind point-index threads-or-prompt pi-run-options...
 }
 echo "bench_sparse: perplexity over $HELD bytes, $npts points" >&2
 for i in $(seq 0 $((npts - 1))); do
-    record ppl "$i" - --perplexity "$tmp/held.txt" -c 512
+    record ppl "$i" - --perplexity "$tmp/held.txt" -c 512 --ppl-argmax
 done
 echo "bench_sparse: generation speed, $REPS rounds" >&2
 for _ in $(seq "$REPS"); do
@@ -159,6 +161,10 @@ for line in open(path):
 def med(i, t, key):
     return statistics.median(d.get(key, 0.0) for d in gen[(i, t)])
 
+def top1_agree(i, j):  # share of held-out positions where i's and j's most likely tokens agree
+    a, b = ppl[i]["argmax_ids"], ppl[j]["argmax_ids"]
+    return sum(x == y for x, y in zip(a, b)) / max(len(b), 1)
+
 def agreement(i, j):  # of i with j: (mean fraction before the first divergence, same position)
     pre, pos = [], []
     for k, ref in greedy[j].items():
@@ -182,9 +188,9 @@ def read_mb(i):  # MB of weights per generated token at point i
 print()
 print("| point | shift | perplexity | Δppl | active (ppl / gen) | predictor share |"
       " tok/s 1t | tok/s 2t | × dense-original 1t / 2t | × dense-packed 1t / 2t |"
-      " greedy vs dense-original | greedy vs dense-packed | MB read/token | bytes ratio |"
-      " GB/s 1t |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      " top-1 agreement vs dense-original / packed | greedy vs dense-original |"
+      " greedy vs dense-packed | MB read/token | bytes ratio | GB/s 1t |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for i, name in enumerate(names):
     p = ppl[i]
     shift = p.get("sparsity_shift", "-") if p.get("mode") == "sparse" else "-"
@@ -195,12 +201,16 @@ for i, name in enumerate(names):
           f" {p.get('active_fraction', 1.0) * 100:.1f}% / {gact * 100:.1f}% |"
           f" {share} | {tps[(i, 1)]:.1f} | {tps[(i, 2)]:.1f} |"
           f" {r(0, 1):.2f} / {r(0, 2):.2f} | {r(1, 1):.2f} / {r(1, 2):.2f} |"
+          f" {top1_agree(i, 0) * 100:.1f}% / {top1_agree(i, 1) * 100:.1f}% |"
           f" {agreement(i, 0)} | {agreement(i, 1)} | {read_mb(i):.1f} |"
           f" {read_mb(0) / read_mb(i):.2f} | {read_mb(i) * tps[(i, 1)] / 1e3:.1f} |")
 print()
 print("Δppl: against dense-original; active: mean fraction of FFN neurons computed, in the"
       " perplexity run / the speed runs; predictor share: of the 1-thread generation time")
-print("greedy: the mean share of tokens before the first divergence / of positions with the same token")
+print("top-1 agreement: share of the scored held-out positions (teacher-forced on the text) where"
+      " the point's most likely next token is dense's")
+print("greedy: free-running continuations; the mean share of tokens before the first divergence /"
+      " of positions with the same token")
 fixed, ffn, pred = wb[1]
 print(f"MB read/token: weights a generated token reads (attention, norms and output {fixed / 1e6:.1f} MB,"
       f" FFN {sum(wb[0][1]) / 1e6:.1f} MB original / {sum(ffn) / 1e6:.1f} MB packed, times each"

@@ -4,12 +4,17 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* -log softmax(logits)[target], in double for a long sum. */
-static double nll_of(const float *logits, int n_vocab, int32_t target)
+/* -log softmax(logits)[target], in double for a long sum; *best: the
+ * most likely token (the first of equals). */
+static double nll_of(const float *logits, int n_vocab, int32_t target, int32_t *best)
 {
     float mx = logits[0];
+    *best = 0;
     for (int i = 1; i < n_vocab; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
+        if (logits[i] > mx) {
+            mx = logits[i];
+            *best = i;
+        }
     double sum = 0.0;
     for (int i = 0; i < n_vocab; i++)
         sum += exp((double)logits[i] - mx);
@@ -17,7 +22,8 @@ static double nll_of(const float *logits, int n_vocab, int32_t target)
 }
 
 int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int stride,
-                  int score, pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err)
+                  int score, pi_ppl *out, int32_t *argmax, pi_ppl_progress progress, void *user,
+                  pi_err *err)
 {
     int nv = pi_ctx_model(c)->hp.n_vocab;
     if (n_ctx < 2 || n_ctx > pi_ctx_n_ctx(c))
@@ -39,7 +45,7 @@ int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int st
     if (!logits)
         return pi_err_set(err, "out of memory");
     double sum = 0.0;
-    int64_t scored = 0;
+    int64_t scored = 0, top1 = 0;
     *out = (pi_ppl){ 0 };
     for (int w = 0; w < n_windows; w++) {
         const int32_t *win = tokens + (int64_t)w * stride;
@@ -55,11 +61,15 @@ int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int st
             }
             for (int i = 0; want && i < b; i++)
                 if (p + i >= first) {
-                    sum += nll_of(logits + (size_t)i * nv, nv, win[p + i + 1]);
+                    int32_t best;
+                    sum += nll_of(logits + (size_t)i * nv, nv, win[p + i + 1], &best);
+                    top1 += best == win[p + i + 1];
+                    if (argmax)
+                        argmax[scored] = best;
                     scored++;
                 }
         }
-        *out = (pi_ppl){ sum / (double)scored, exp(sum / (double)scored), scored, w + 1 };
+        *out = (pi_ppl){ sum / (double)scored, exp(sum / (double)scored), scored, top1, w + 1 };
         if (progress)
             progress(user, w + 1, n_windows, out);
     }

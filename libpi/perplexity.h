@@ -21,13 +21,18 @@ typedef struct pi_ppl {
     double nll;      /* mean negative log-likelihood, nats per token */
     double ppl;      /* exp(nll) */
     int64_t n_scored;
+    int64_t n_top1;  /* scored tokens that were the model's most likely */
     int n_windows;
 } pi_ppl;
 
 /* Called after each window with the running result (may be NULL). */
 typedef void (*pi_ppl_progress)(void *user, int window, int n_windows, const pi_ppl *now);
 
+/* argmax: NULL, or room for every scored position's most likely token (in
+ * scoring order; at most (n - n_ctx) / stride + 1 windows of `score`), for
+ * comparing two runs position by position. */
 int pi_perplexity(pi_ctx *c, const int32_t *tokens, int64_t n, int n_ctx, int stride,
-                  int score, pi_ppl *out, pi_ppl_progress progress, void *user, pi_err *err);
+                  int score, pi_ppl *out, int32_t *argmax, pi_ppl_progress progress, void *user,
+                  pi_err *err);
 
 #endif

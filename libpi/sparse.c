@@ -72,14 +72,13 @@ static sp_form form_of(pi_type wtype, int64_t n, bool exact)
     return f;
 }
 
-static int f16_weight(pi_weight *w, uint16_t *dst, const float *src, int64_t rows, int64_t cols,
-                      const char *name)
+static void f16_weight(pi_weight *w, uint16_t *dst, const float *src, int64_t rows,
+                       int64_t cols, const char *name)
 {
     for (int64_t i = 0; i < rows * cols; i++)
         dst[i] = pi_f32_to_f16(src[i]);
     *w = (pi_weight){ .data = dst, .type = PI_TYPE_F16, .ne0 = cols, .ne1 = rows,
                       .row_bytes = (size_t)cols * sizeof(uint16_t), .name = name };
-    return 0;
 }
 
 /* The transpose of src (rows x cols) as cols rows of rows. */

@@ -4,6 +4,8 @@
 #   fails_with NAME CODE PAT CMD...  passes when CMD exits CODE with at most two
 #                                  stderr lines, one matching PAT
 #   finish                         prints "N passed, N failed, N skipped"
+#   words_text FILE LINES SEED     a text of LINES eight-word sentences drawn
+#                                  from 24 words, for profiling synthetic models
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0 skipped=0
@@ -22,4 +24,16 @@ fails_with() {
 finish() {
     echo "$passed passed, $failed failed, $skipped skipped"
     [ "$failed" -eq 0 ]
+}
+
+words_text() {
+    python3 - "$@" <<'PY'
+import random, sys
+words = ("river hill sea town road field house light stone water wind bread king "
+         "garden letter window morning evening summer winter horse friend story").split()
+rng = random.Random(int(sys.argv[3]))
+with open(sys.argv[1], "w") as f:
+    for _ in range(int(sys.argv[2])):
+        f.write(" ".join(rng.choice(words) for _ in range(8)) + ".\n")
+PY
 }

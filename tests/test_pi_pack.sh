@@ -21,15 +21,7 @@ python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 25
     --out "$tmp/m.gguf" >/dev/null &&
 python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 --seed 7 \
     --out "$tmp/other.gguf" >/dev/null || bad "synth.py writes the models"
-python3 - "$tmp" <<'PY'
-import random, sys
-words = ("river hill sea town road field house light stone water wind bread king "
-         "garden letter window morning evening summer winter horse friend story").split()
-rng = random.Random(1)
-with open(f"{sys.argv[1]}/text.txt", "w") as f:
-    for _ in range(600):
-        f.write(" ".join(rng.choice(words) for _ in range(8)) + ".\n")
-PY
+words_text "$tmp/text.txt" 600 1
 m=(-m "$tmp/m.gguf")
 "$prof" "${m[@]}" -q --every 1 --ctx 128 --tokens 6000 "$tmp/text.txt" -o "$tmp/t.trace" \
     --stats "$tmp/s.yaml" &&

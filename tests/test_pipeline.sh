@@ -20,15 +20,7 @@ jget() { python3 -c "import json, sys; j = json.load(open(sys.argv[1])); print($
 # continuation repeats the prompt's last token whatever the FFN computes.
 python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 --untied \
     --out "$tmp/m.gguf" >/dev/null || bad "synth.py writes the model"
-python3 - "$tmp" <<'PY'
-import random, sys
-words = ("river hill sea town road field house light stone water wind bread king "
-         "garden letter window morning evening summer winter horse friend story").split()
-rng = random.Random(1)
-with open(f"{sys.argv[1]}/text.txt", "w") as f:
-    for _ in range(600):
-        f.write(" ".join(rng.choice(words) for _ in range(8)) + ".\n")
-PY
+words_text "$tmp/text.txt" 600 1
 cat >"$tmp/cfg.yaml" <<'EOF'
 # small settings for a synthetic model
 tokens: 3000

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sparse inference against the NumPy reference (tests/ref/forward.py
 # --sparse, independent of pi's C code), on a synthetic model profiled,
-# trained and packed here: logits and greedy tokens at two threshold shifts,
+# trained and packed here (untied: a tied random model's greedy continuation
+# repeats the prompt's last token whatever the FFN computes): logits and greedy tokens at two threshold shifts,
 # the neurons computed per layer, every neuron selected equalling dense, and
 # threads changing nothing and batching only float rounding (the sparse FFN
 # of a token is the same alone or in a batch, so perplexity measures what
@@ -12,17 +13,9 @@ run=$BUILD/bin/pi-run
 logits=$BUILD/tests/tool_logits
 . "$(dirname "$0")/lib.sh"
 
-python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 \
+python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 --untied \
     --out "$tmp/m.gguf" >/dev/null || bad "synth.py writes the model"
-python3 - "$tmp" <<'PY'
-import random, sys
-words = ("river hill sea town road field house light stone water wind bread king "
-         "garden letter window morning evening summer winter horse friend story").split()
-rng = random.Random(3)
-with open(f"{sys.argv[1]}/text.txt", "w") as f:
-    for _ in range(400):
-        f.write(" ".join(rng.choice(words) for _ in range(8)) + ".\n")
-PY
+words_text "$tmp/text.txt" 400 3
 "$BUILD/bin/pi-profile" -m "$tmp/m.gguf" -q --every 1 --ctx 128 --tokens 4000 "$tmp/text.txt" \
     -o "$tmp/t.trace" --stats "$tmp/s.yaml" &&
 "$BUILD/bin/pi-train-predictor" -m "$tmp/m.gguf" -q --rank 8 --epochs 3 "$tmp/t.trace" \
@@ -63,6 +56,8 @@ sys.exit(0 if a.shape == b.shape and err < 1e-3 else 1)
 PY
     t "shift $shift: 16 greedy tokens equal the reference's" \
         test "$(tail -n1 "$tmp/pi$shift.txt")" = "$(tail -n1 "$tmp/ref$shift.txt")"
+    t "shift $shift: the continuation is no single repeated token" \
+        test "$(tail -n1 "$tmp/pi$shift.txt" | tr , '\n' | sort -u | wc -l)" -ge 3
     # A neuron whose logit lies within rounding of its threshold may go
     # either way: counts agree to 1%.
     t "shift $shift: neurons computed per layer as the reference" python3 - \
@@ -104,9 +99,21 @@ t "sparse greedy tokens equal across batch sizes and threads" cmp -s "$tmp/b1.tx
 ppl() { "$run" -m "$pk" -q --json --perplexity "$tmp/text.txt" -c 128 "$@" |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["mode"], d["nll"], d["active_fraction"])'; }
 a=$(ppl -b 1 -t 1) b=$(ppl -b 128 -t 2) d=$(ppl --dense)
-t "perplexity runs sparse, batch 1 and 128 agree in nll to 1e-5 ($a / $b)" python3 -c "
+t "perplexity runs sparse, batch 1 and 128 agree in nll to 1e-4 (dense alone moves 1e-5) ($a / $b)" python3 -c "
 import sys
 a, b = '$a'.split(), '$b'.split()
-sys.exit(0 if a[0] == b[0] == 'sparse' and a[2] == b[2] and abs(float(a[1]) / float(b[1]) - 1) < 1e-5 else 1)"
+sys.exit(0 if a[0] == b[0] == 'sparse' and a[2] == b[2] and abs(float(a[1]) / float(b[1]) - 1) < 1e-4 else 1)"
 t "perplexity: --dense runs dense ($d)" bash -c "[ '${d%% *}' = dense ]"
+argmax() { "$run" -m "$pk" -q --json --perplexity "$tmp/text.txt" -c 128 --ppl-argmax "$@"; }
+argmax --dense >"$tmp/am_dense.json" && argmax --sparsity-shift -100 >"$tmp/am_all.json" &&
+    argmax --sparsity-shift 0.5 >"$tmp/am_half.json"
+t "--ppl-argmax: an id per scored token; all selected agrees with dense, shift 0.5 less" python3 - \
+    "$tmp" <<'PY'
+import json, sys
+d, a, h = (json.load(open(f"{sys.argv[1]}/am_{n}.json")) for n in ("dense", "all", "half"))
+ok = all(len(x["argmax_ids"]) == x["tokens_scored"] for x in (d, a, h))
+same = lambda x, y: sum(p == q for p, q in zip(x["argmax_ids"], y["argmax_ids"])) / len(y["argmax_ids"])
+print(f"top-1 {d['top1']:.4f}; agreement with dense: all selected {same(a, d):.4f}, shift 0.5 {same(h, d):.4f}")
+sys.exit(0 if ok and same(a, d) > 0.999 and same(h, d) < same(a, d) and 0 <= d["top1"] <= 1 else 1)
+PY
 finish

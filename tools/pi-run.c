@@ -26,7 +26,7 @@ static const char *prog = "pi-run";
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
-    bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, shift_set;
+    bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, shift_set, ppl_argmax;
     float shift; /* --sparsity-shift */
     uint64_t vram; /* 0: no GPU */
     pi_sample_params sp;
@@ -65,6 +65,8 @@ static void usage(FILE *f)
         "      --ppl-stride N      a window starts every N tokens (default ctx-size / 2)\n"
         "      --ppl-score N       tokens scored per window, its last (default: stride;\n"
         "                          -c 512 --ppl-stride 512 --ppl-score 256 is llama.cpp's)\n"
+        "      --ppl-argmax        with --json, list the most likely token at every\n"
+        "                          scored position (to compare two runs token by token)\n"
         "      --dense             compute every FFN neuron even on a packed model\n"
         "      --sparsity-shift D  add D to every predictor threshold (logits): above 0\n"
         "                          fewer neurons (faster, less exact), below 0 more\n"
@@ -101,7 +103,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
 {
     opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
-           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT };
+           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
         { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
@@ -113,7 +115,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
         { "ppl-stride", 1, 0, STRIDE }, { "ppl-score", 1, 0, SCORE }, { "json", 0, 0, JSON },
         { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS },
         { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { "dense", 0, 0, DENSE },
-        { "sparsity-shift", 1, 0, SHIFT }, { 0, 0, 0, 0 },
+        { "sparsity-shift", 1, 0, SHIFT }, { "ppl-argmax", 0, 0, ARGMAX }, { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){ .model = DEFAULT_MODEL, .n_predict = 128, .threads = cpus > 0 ? (int)cpus : 1,
@@ -158,6 +160,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
             break;
         case DRYRUN: o->dry_run = true; break;
         case DENSE: o->dense = true; break;
+        case ARGMAX: o->ppl_argmax = true; break;
         case SHIFT: rc = num("sparsity-shift", optarg, -100, 100, &v); o->shift = (float)v;
             o->shift_set = true; break;
         default: return 2;
@@ -171,6 +174,10 @@ static int parse_args(int argc, char **argv, void *opts_out)
     }
     if (o->prompt && o->prompt_file) {
         fprintf(stderr, "%s: give -p or -f, not both\n", prog);
+        return 2;
+    }
+    if (o->ppl_argmax && !(o->ppl_file && o->json)) {
+        fprintf(stderr, "%s: --ppl-argmax needs --perplexity and --json\n", prog);
         return 2;
     }
     if (o->dense && o->shift_set) {
@@ -274,27 +281,44 @@ static int perplexity(run *r)
     double t0 = now();
     bool show = !r->o->quiet && isatty(2);
     int score = r->o->ppl_score ? r->o->ppl_score : (stride < win ? stride : win / 2);
-    rc = pi_perplexity(r->ctx, ids, (int64_t)n, win, stride, score, &p,
+    int32_t *argmax = NULL;
+    if (r->o->ppl_argmax && n >= (size_t)win &&
+        !(argmax = malloc(((n - win) / stride + 1) * (size_t)score * sizeof *argmax))) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        free(ids);
+        return 1;
+    }
+    rc = pi_perplexity(r->ctx, ids, (int64_t)n, win, stride, score, &p, argmax,
                        show ? ppl_progress : NULL, NULL, &err);
     double dt = now() - t0;
     free(ids);
     if (rc) {
         fprintf(stderr, "%s: %s: %s\n", prog, r->o->ppl_file, err.msg);
+        free(argmax);
         return 1;
     }
+    double top1 = p.n_scored ? (double)p.n_top1 / (double)p.n_scored : 0.0;
     if (r->o->json) {
         printf("{\"perplexity\": %.6f, \"nll\": %.6f, \"tokens_scored\": %" PRId64
                ", \"windows\": %d, \"context\": %d, \"stride\": %d, \"scored_per_window\": %d, "
-               "\"tokens\": %zu, \"seconds\": %.3f, ", p.ppl, p.nll, p.n_scored, p.n_windows, win,
-               stride, score, n, dt);
+               "\"tokens\": %zu, \"seconds\": %.3f, \"top1\": %.6f, ", p.ppl, p.nll, p.n_scored,
+               p.n_windows, win, stride, score, n, dt, top1);
+        if (argmax) {
+            fputs("\"argmax_ids\": [", stdout);
+            for (int64_t i = 0; i < p.n_scored; i++)
+                printf("%s%d", i ? ", " : "", argmax[i]);
+            fputs("], ", stdout);
+        }
         sparse_json(r->ctx, dt);
         puts("}");
     } else {
         printf("perplexity: %.4f over %" PRId64 " tokens (%d windows of %d, stride %d, last %d "
-               "scored; %.1f s)\n", p.ppl, p.n_scored, p.n_windows, win, stride, score, dt);
+               "scored; %.1f s); top-1 %.2f%%\n", p.ppl, p.n_scored, p.n_windows, win, stride,
+               score, dt, 100.0 * top1);
         if (!r->o->quiet)
             sparse_line(r->ctx, dt, "perplexity");
     }
+    free(argmax);
     return 0;
 }
 
