@@ -100,9 +100,9 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
         pi_err_set(err, "out of memory for a context of %d tokens", c->n_ctx);
         return NULL;
     }
-    if (m->pred && !(p && p->dense) &&
-        !(c->sparse = pi_sparse_new(m, c->n_batch, p ? p->sparsity_shift : 0.0f, c->ffn.exact,
-                                    err))) {
+    pi_sparse_params sp = { p ? p->sparsity_shift : 0.0f, p ? p->gate_floor : 0.0f,
+                            c->ffn.exact };
+    if (m->pred && !(p && p->dense) && !(c->sparse = pi_sparse_new(m, c->n_batch, &sp, err))) {
         pi_ctx_free(c);
         return NULL;
     }

@@ -26,6 +26,7 @@ typedef struct pi_ctx_params {
     bool dense;    /* a packed model with predictors runs sparse (sparse.h)
                       unless this is set */
     float sparsity_shift; /* added to every predictor threshold (logits) */
+    float gate_floor;     /* sparse.h; 0: off */
 } pi_ctx_params;
 
 typedef struct pi_ctx pi_ctx;

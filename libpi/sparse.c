@@ -35,7 +35,7 @@ struct pi_sparse {
     const pi_model *m;
     int n_batch, n_layer, max_rank;
     int64_t n_embd, n_ff;
-    float shift;
+    float shift, gate_floor;
     bool exact;
     sp_layer *layers;
     uint16_t *f16; /* storage of every layer's w1 and w2 */
@@ -43,7 +43,10 @@ struct pi_sparse {
     uint8_t *xg, *xu; /* the tokens in the gate's and up's activation forms */
     int32_t *idx;  /* one token's selected neurons */
     float *act_c;  /* and their activations, compacted */
-    uint64_t *active, tokens;
+    double *gsum;  /* per chunk and token: sum of |silu(gate)| over the selected */
+    int64_t *gcnt; /* and how many */
+    float *tau;    /* per token: the gate floor's threshold */
+    uint64_t *active, *kept, tokens;
     double predictor_s, ffn_s;
 };
 
@@ -92,7 +95,7 @@ static void f16_weight_t(pi_weight *w, uint16_t *dst, const float *src, int64_t 
                       .row_bytes = (size_t)rows * sizeof(uint16_t), .name = name };
 }
 
-pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact, pi_err *err)
+pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, const pi_sparse_params *p, pi_err *err)
 {
     if (!m->pred) {
         pi_err_set(err, "the model carries no predictors (pack it with pi-pack --predictors)");
@@ -108,11 +111,14 @@ pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact
     s->n_layer = m->hp.n_layer;
     s->n_embd = m->hp.n_embd;
     s->n_ff = m->hp.n_ff;
-    s->shift = shift;
-    s->exact = exact;
+    s->shift = p ? p->shift : 0.0f;
+    s->gate_floor = p && p->gate_floor > 0.0f ? p->gate_floor : 0.0f;
+    s->exact = p && p->exact;
+    bool exact = s->exact;
     s->layers = calloc((size_t)s->n_layer, sizeof *s->layers);
     s->active = calloc((size_t)s->n_layer, sizeof *s->active);
-    if (!s->layers || !s->active)
+    s->kept = calloc((size_t)s->n_layer, sizeof *s->kept);
+    if (!s->layers || !s->active || !s->kept)
         goto oom;
     size_t params = 0;
     for (int il = 0; il < s->n_layer; il++) {
@@ -132,7 +138,7 @@ pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact
             continue;
         sp_layer *l = &s->layers[il];
         l->rank = pl.rank;
-        l->threshold = pl.threshold + shift;
+        l->threshold = pl.threshold + s->shift;
         l->b1 = pl.b1;
         l->b2 = pl.b2;
         f16_weight(&l->w1, next, pl.w1, pl.rank, s->n_embd, "pred.w1");
@@ -155,7 +161,12 @@ pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact
     s->xu = malloc(B * acts);
     s->idx = malloc((size_t)s->n_ff * sizeof *s->idx);
     s->act_c = malloc((size_t)s->n_ff * sizeof *s->act_c);
-    if (!s->h || !s->z || !s->xg || !s->xu || !s->idx || !s->act_c)
+    size_t chunks = (size_t)((s->n_ff + NEURON_CHUNK - 1) / NEURON_CHUNK);
+    s->gsum = malloc(chunks * B * sizeof *s->gsum);
+    s->gcnt = malloc(chunks * B * sizeof *s->gcnt);
+    s->tau = malloc(B * sizeof *s->tau);
+    if (!s->h || !s->z || !s->xg || !s->xu || !s->idx || !s->act_c || !s->gsum || !s->gcnt ||
+        !s->tau)
         goto oom;
     return s;
 oom:
@@ -170,6 +181,10 @@ void pi_sparse_free(pi_sparse *s)
         return;
     free(s->layers);
     free(s->active);
+    free(s->kept);
+    free(s->gsum);
+    free(s->gcnt);
+    free(s->tau);
     free(s->f16);
     free(s->h);
     free(s->z);
@@ -181,6 +196,7 @@ void pi_sparse_free(pi_sparse *s)
 }
 
 float pi_sparse_shift(const pi_sparse *s) { return s->shift; }
+float pi_sparse_gate_floor(const pi_sparse *s) { return s->gate_floor; }
 
 bool pi_sparse_layer_on(const pi_sparse *s, int il)
 {
@@ -245,6 +261,11 @@ static void prefetch_row(const pi_weight *w, int64_t row)
     pi_prefetch((const uint8_t *)w->data + (size_t)row * w->row_bytes, w->row_bytes);
 }
 
+/* What one pass over the neurons computes: gate and up of every selected
+ * neuron, or (with a gate floor) first the gates, then the ups of those whose
+ * |silu(gate)| clears the floor. */
+typedef enum { GU_BOTH, GU_GATE, GU_UP } gu_pass;
+
 typedef struct gu_job {
     const pi_sparse *s;
     const pi_layer *ly;
@@ -252,6 +273,7 @@ typedef struct gu_job {
     float threshold;
     float *act;
     int n;
+    gu_pass pass;
 } gu_job;
 
 static void gu_chunk(void *arg, int64_t chunk, int ith)
@@ -272,22 +294,56 @@ static void gu_chunk(void *arg, int64_t chunk, int ith)
         int32_t sel[NEURON_CHUNK];
         int k = 0;
         for (int64_t i = i0; i < i1; i++) {
-            act[i] = 0.0f;
-            if (z[i] > j->threshold)
+            bool on = z[i] > j->threshold;
+            if (j->pass == GU_UP)
+                on = on && fabsf(act[i]) >= s->tau[t];
+            if (on)
                 sel[k++] = (int32_t)i;
+            else
+                act[i] = 0.0f;
         }
+        double sum = 0.0;
         for (int q = 0; q < k; q++) {
             if (q + PI_PREFETCH_AHEAD < k) {
-                prefetch_row(&j->ly->gate, sel[q + PI_PREFETCH_AHEAD]);
-                prefetch_row(&j->ly->up, sel[q + PI_PREFETCH_AHEAD]);
+                if (j->pass != GU_UP)
+                    prefetch_row(&j->ly->gate, sel[q + PI_PREFETCH_AHEAD]);
+                if (j->pass != GU_GATE)
+                    prefetch_row(&j->ly->up, sel[q + PI_PREFETCH_AHEAD]);
             }
             int64_t i = sel[q];
+            if (j->pass == GU_UP) {
+                act[i] *= dot_form(&j->fu, &j->ly->up, i, xu, rowbuf);
+                continue;
+            }
             float g = dot_form(&j->fg, &j->ly->gate, i, xg, rowbuf);
-            float u = dot_form(&j->fu, &j->ly->up, i, xu, rowbuf);
-            act[i] = g / (1.0f + expf(-g)) * u;
+            act[i] = g / (1.0f + expf(-g));
+            if (j->pass == GU_BOTH)
+                act[i] *= dot_form(&j->fu, &j->ly->up, i, xu, rowbuf);
+            else
+                sum += fabsf(act[i]);
+        }
+        if (j->pass == GU_GATE) {
+            s->gsum[chunk * s->n_batch + t] = sum;
+            s->gcnt[chunk * s->n_batch + t] = k;
         }
     }
     free(rowbuf);
+}
+
+/* The gates' floor per token: gate_floor times the mean |silu(gate)| of
+ * the neurons the predictor selected, summed in chunk order. */
+static void gate_floor(pi_sparse *s, int n)
+{
+    int64_t chunks = (s->n_ff + NEURON_CHUNK - 1) / NEURON_CHUNK;
+    for (int t = 0; t < n; t++) {
+        double sum = 0.0;
+        int64_t cnt = 0;
+        for (int64_t c = 0; c < chunks; c++) {
+            sum += s->gsum[c * s->n_batch + t];
+            cnt += s->gcnt[c * s->n_batch + t];
+        }
+        s->tau[t] = cnt ? (float)(s->gate_floor * sum / (double)cnt) : 0.0f;
+    }
 }
 
 void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *out, float *act,
@@ -300,21 +356,31 @@ void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *o
     predict(s, pool, l, x, n);
     double t1 = now_s();
     gu_job j = { s, ly, form_of(ly->gate.type, d, s->exact), form_of(ly->up.type, d, s->exact),
-                 l->threshold, act, n };
+                 l->threshold, act, n, s->gate_floor > 0.0f ? GU_GATE : GU_BOTH };
     for (int t = 0; t < n; t++) {
         to_form(&j.fg, x + t * d, d, s->xg + (size_t)t * j.fg.row_bytes);
         to_form(&j.fu, x + t * d, d, s->xu + (size_t)t * j.fu.row_bytes);
     }
-    pi_pool_for(pool, (ff + NEURON_CHUNK - 1) / NEURON_CHUNK, gu_chunk, &j);
+    int64_t chunks = (ff + NEURON_CHUNK - 1) / NEURON_CHUNK;
+    pi_pool_for(pool, chunks, gu_chunk, &j);
+    if (j.pass == GU_GATE) {
+        gate_floor(s, n);
+        j.pass = GU_UP;
+        pi_pool_for(pool, chunks, gu_chunk, &j);
+    }
     for (int t = 0; t < n; t++) {
         const float *z = s->z + t * ff;
-        int64_t k = 0;
+        int64_t k = 0, sel = 0;
         for (int64_t i = 0; i < ff; i++)
             if (z[i] > l->threshold) {
+                sel++;
+                if (j.pass == GU_UP && act[t * ff + i] == 0.0f)
+                    continue; /* below the gate floor */
                 s->idx[k] = (int32_t)i;
                 s->act_c[k++] = act[t * ff + i];
             }
-        s->active[il] += (uint64_t)k;
+        s->active[il] += (uint64_t)sel;
+        s->kept[il] += (uint64_t)k;
         pi_ffn_down_t(pool, &ly->down, s->act_c, k, s->idx, k, out + t * d, 1);
     }
     if (il == 0)
@@ -327,19 +393,21 @@ void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *o
 void pi_sparse_count_dense(pi_sparse *s, int il, int n)
 {
     s->active[il] += (uint64_t)n * (uint64_t)s->n_ff;
+    s->kept[il] += (uint64_t)n * (uint64_t)s->n_ff;
     if (il == 0)
         s->tokens += (uint64_t)n;
 }
 
 pi_sparse_stats pi_sparse_get_stats(const pi_sparse *s)
 {
-    return (pi_sparse_stats){ s->n_layer, s->n_ff, s->tokens, s->active, s->predictor_s,
-                              s->ffn_s };
+    return (pi_sparse_stats){ s->n_layer, s->n_ff, s->tokens, s->active, s->kept,
+                              s->predictor_s, s->ffn_s };
 }
 
 void pi_sparse_reset_stats(pi_sparse *s)
 {
     memset(s->active, 0, (size_t)s->n_layer * sizeof *s->active);
+    memset(s->kept, 0, (size_t)s->n_layer * sizeof *s->kept);
     s->tokens = 0;
     s->predictor_s = s->ffn_s = 0.0;
 }

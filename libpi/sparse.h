@@ -10,6 +10,11 @@
  * A layer whose predictor has rank 0 runs dense.  `shift` moves every
  * layer's threshold (logits): above 0 fewer neurons, below 0 more.
  *
+ * With a gate floor F > 0 the gate is also a check (as in CATS, after the
+ * predictor): the gates of S are computed first, and up and down only for
+ * the neurons of S with |silu(gate)| >= F times the token's mean
+ * |silu(gate)| over S; the others count as 0.
+ *
  * Every product is per token with the same kernels whether a token comes
  * alone (generation) or in a batch (prompt, perplexity), so a token's FFN
  * does not depend on how it was batched: perplexity measures exactly what
@@ -35,19 +40,27 @@ typedef struct pi_sparse_stats {
     int n_layer;
     int64_t n_ff;
     uint64_t tokens;         /* tokens through each layer */
-    const uint64_t *active;  /* per layer: neurons computed, summed over tokens */
+    const uint64_t *active;  /* per layer: neurons selected (gate computed), over tokens */
+    const uint64_t *kept;    /* per layer: of those, up and down computed */
     double predictor_s;      /* wall seconds in the predictors */
     double ffn_s;            /* wall seconds in the FFNs, predictors included */
 } pi_sparse_stats;
 
+typedef struct pi_sparse_params {
+    float shift;      /* added to every threshold */
+    float gate_floor; /* 0: no gate check */
+    bool exact;       /* float activations for gate and up (the reference-
+                         precision path) */
+} pi_sparse_params;
+
 /* For model m (which must carry predictors: m->pred), contexts of up to
- * n_batch tokens per call.  exact: float activations for gate and up (the
- * reference-precision path).  NULL with err set when the model has no
- * predictors or memory runs out. */
-pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, float shift, bool exact, pi_err *err);
+ * n_batch tokens per call; p NULL: all zero.  NULL with err set when the
+ * model has no predictors or memory runs out. */
+pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, const pi_sparse_params *p, pi_err *err);
 void pi_sparse_free(pi_sparse *s);
 
 float pi_sparse_shift(const pi_sparse *s);
+float pi_sparse_gate_floor(const pi_sparse *s);
 /* Whether layer il has a predictor (otherwise the caller runs it dense). */
 bool pi_sparse_layer_on(const pi_sparse *s, int il);
 

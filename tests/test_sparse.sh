@@ -26,27 +26,28 @@ pk=$tmp/pk.gguf
 ids=5,17,42,99,3,64,128,7,250,31,12,77
 n_ids=12
 
-# pi's exact path (float activations) against the reference in float32.
-for shift in 0 0.5; do
-    "$logits" "$pk" $ids --exact 1 --shift $shift --active 1 --greedy 16 --out "$tmp/pi$shift.bin" \
-        >"$tmp/pi$shift.txt"
-    python3 - "$pk" $ids $shift "$tmp/ref$shift" <<'PY'
+# pi's exact path (float activations) against the reference in float32, at
+# two threshold shifts and with the gate check (CONFIG: shift/gate floor).
+for cfg in 0/0 0.5/0 0/0.5; do
+    shift=${cfg%/*} floor=${cfg#*/}
+    "$logits" "$pk" $ids --exact 1 --shift "$shift" --gate-floor "$floor" --active 1 --greedy 16 \
+        --out "$tmp/pi$shift-$floor.bin" >"$tmp/pi$shift-$floor.txt"
+    python3 - "$pk" $ids "$shift" "$floor" "$tmp/ref$shift-$floor" <<'PY'
 import sys
 import numpy as np
 sys.path.insert(0, "tests/ref")
 from forward import Model
-path, ids, shift, out = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], float(sys.argv[3]), sys.argv[4]
-m = Model(path, np.float32, sparse=True, shift=shift)
-logits = m.forward(ids)[-1]
-active = list(m.active)
-logits.astype("<f4").tofile(out + ".bin")
-m2 = Model(path, np.float32, sparse=True, shift=shift)
+path, ids, out = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], sys.argv[5]
+shift, floor = float(sys.argv[3]), float(sys.argv[4])
+m = Model(path, np.float32, sparse=True, shift=shift, gate_floor=floor)
+m.forward(ids)[-1].astype("<f4").tofile(out + ".bin")
+counts = "active " + " ".join(map(str, m.active)) + " kept " + " ".join(map(str, m.kept))
+m2 = Model(path, np.float32, sparse=True, shift=shift, gate_floor=floor)
 with open(out + ".txt", "w") as f:
-    f.write("active " + " ".join(str(a) for a in active) + "\n")
-    f.write(",".join(str(t) for t in m2.greedy(ids, 16)) + "\n")
+    f.write(counts + "\n" + ",".join(str(t) for t in m2.greedy(ids, 16)) + "\n")
 PY
-    t "shift $shift: logits within 1e-3 of the reference's largest" python3 - "$tmp/pi$shift.bin" \
-        "$tmp/ref$shift.bin" <<'PY'
+    pi=$tmp/pi$shift-$floor ref=$tmp/ref$shift-$floor name="shift $shift, gate floor $floor"
+    t "$name: logits within 1e-3 of the reference's largest" python3 - "$pi.bin" "$ref.bin" <<'PY'
 import sys
 import numpy as np
 a, b = (np.fromfile(p, "<f4") for p in sys.argv[1:3])
@@ -54,27 +55,34 @@ err = np.abs(a - b).max() / np.abs(b).max()
 print(f"max error {err:.2e} of the largest logit")
 sys.exit(0 if a.shape == b.shape and err < 1e-3 else 1)
 PY
-    t "shift $shift: 16 greedy tokens equal the reference's" \
-        test "$(tail -n1 "$tmp/pi$shift.txt")" = "$(tail -n1 "$tmp/ref$shift.txt")"
-    t "shift $shift: the continuation is no single repeated token" \
-        test "$(tail -n1 "$tmp/pi$shift.txt" | tr , '\n' | sort -u | wc -l)" -ge 3
+    t "$name: 16 greedy tokens equal the reference's" \
+        test "$(tail -n1 "$pi.txt")" = "$(tail -n1 "$ref.txt")"
+    t "$name: the continuation is no single repeated token" \
+        test "$(tail -n1 "$pi.txt" | tr , '\n' | sort -u | wc -l)" -ge 3
     # A neuron whose logit lies within rounding of its threshold may go
     # either way: counts agree to 1%.
-    t "shift $shift: neurons computed per layer as the reference" python3 - \
-        "$(head -n1 "$tmp/pi$shift.txt")" "$(head -n1 "$tmp/ref$shift.txt")" $n_ids <<'PY'
+    t "$name: neurons selected and kept per layer as the reference" python3 - \
+        "$(head -n1 "$pi.txt")" "$(head -n1 "$ref.txt")" $n_ids <<'PY'
 import sys
-a, b = ([int(x) for x in s.split()[1:]] for s in sys.argv[1:3])
-n = int(sys.argv[3])
-print("pi", a, "reference", b, "of", n * 256)
-sys.exit(0 if len(a) == len(b) == 2 and all(abs(x - y) <= 0.01 * n * 256 for x, y in zip(a, b))
-         and all(0 < x < n * 256 for x in a) else 1)
+a, b = ([int(x) for x in s.split() if x.isdigit()] for s in sys.argv[1:3])
+n = int(sys.argv[3]) * 256
+print("pi", a, "reference", b, "of", n)
+sys.exit(0 if len(a) == len(b) == 4 and all(abs(x - y) <= 0.01 * n for x, y in zip(a, b))
+         and all(0 < x < n for x in a) and a[2] <= a[0] and a[3] <= a[1] else 1)
 PY
 done
-t "a higher shift computes fewer neurons" python3 -c "
+# Totals over the layers, and layer 0's selection (later layers see what the
+# earlier ones computed).
+counts() { head -n1 "$tmp/pi$1.txt" | python3 -c "
 import sys
-a = sum(map(int, open('$tmp/pi0.txt').readline().split()[1:]))
-b = sum(map(int, open('$tmp/pi0.5.txt').readline().split()[1:]))
-print(a, b); sys.exit(0 if b < a else 1)"
+w = sys.stdin.read().split(); k = w.index('kept')
+print(sum(map(int, w[1:k])), sum(map(int, w[k + 1:])), w[1])"; }
+read -r sel0 kept0 first0 < <(counts 0-0)
+read -r sel5 _ _ < <(counts 0.5-0)
+read -r _ kept5 first5 < <(counts 0-0.5)
+t "a higher shift selects fewer neurons ($sel5 < $sel0)" test "$sel5" -lt "$sel0"
+t "the gate floor keeps fewer of the same selection ($kept5 < $kept0; layer 0 $first5 = $first0)" \
+    bash -c "[ $kept5 -lt $kept0 ] && [ $first5 -eq $first0 ] && [ $kept0 -eq $sel0 ]"
 
 # Every neuron selected: the same maths as dense.
 "$logits" "$pk" $ids --exact 1 --shift -1000 --greedy 16 --out "$tmp/all.bin" >"$tmp/all.txt"

@@ -4,7 +4,8 @@
  *   tool_logits MODEL IDS [--out FILE] [--greedy N] [--threads N] [--batch N]
  * IDS is comma-separated.  --greedy prints N generated ids on one line.
  * --exact 1 takes the float-activation path (see matmul.h).  A packed model
- * runs sparse unless --dense 1; --shift D moves the thresholds; --active 1
+ * runs sparse unless --dense 1; --shift D moves the thresholds, --gate-floor F
+ * turns the gate check on (sparse.h); --active 1
  * prints, after the prompt, the neurons computed per layer (sparse.h).
  */
 #include <stdio.h>
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
             cp.dense = atoi(argv[i + 1]) != 0;
         else if (!strcmp(argv[i], "--shift"))
             cp.sparsity_shift = strtof(argv[i + 1], NULL);
+        else if (!strcmp(argv[i], "--gate-floor"))
+            cp.gate_floor = strtof(argv[i + 1], NULL);
         else if (!strcmp(argv[i], "--active"))
             active = atoi(argv[i + 1]);
     }
@@ -71,6 +74,9 @@ int main(int argc, char **argv)
         printf("active");
         for (int il = 0; il < st.n_layer; il++)
             printf(" %llu", (unsigned long long)st.active[il]);
+        printf(" kept");
+        for (int il = 0; il < st.n_layer; il++)
+            printf(" %llu", (unsigned long long)st.kept[il]);
         putchar('\n');
     }
     if (out) {

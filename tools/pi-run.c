@@ -27,7 +27,7 @@ typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
     bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, shift_set, ppl_argmax;
-    float shift; /* --sparsity-shift */
+    float shift, gate_floor; /* --sparsity-shift, --gate-floor */
     uint64_t vram; /* 0: no GPU */
     pi_sample_params sp;
 } opts;
@@ -71,6 +71,9 @@ static void usage(FILE *f)
         "      --sparsity-shift D  add D to every predictor threshold (logits): above 0\n"
         "                          fewer neurons (faster, less exact), below 0 more\n"
         "                          (default 0: the thresholds pi-train-predictor set)\n"
+        "      --gate-floor F      sparse: compute the gates of the selected neurons\n"
+        "                          first, then up and down only where |silu(gate)| is\n"
+        "                          at least F times their mean (default 0: off)\n"
         "      --json              print one JSON object with the text and statistics\n"
         "      --vram SIZE         GPU memory budget (e.g. 6G) for a packed model's\n"
         "                          placement; today only with --dry-run\n"
@@ -103,7 +106,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
 {
     opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
-           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX };
+           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX, FLOOR };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
         { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
@@ -115,7 +118,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         { "ppl-stride", 1, 0, STRIDE }, { "ppl-score", 1, 0, SCORE }, { "json", 0, 0, JSON },
         { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS },
         { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { "dense", 0, 0, DENSE },
-        { "sparsity-shift", 1, 0, SHIFT }, { "ppl-argmax", 0, 0, ARGMAX }, { 0, 0, 0, 0 },
+        { "sparsity-shift", 1, 0, SHIFT }, { "ppl-argmax", 0, 0, ARGMAX },
+        { "gate-floor", 1, 0, FLOOR }, { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){ .model = DEFAULT_MODEL, .n_predict = 128, .threads = cpus > 0 ? (int)cpus : 1,
@@ -161,6 +165,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         case DRYRUN: o->dry_run = true; break;
         case DENSE: o->dense = true; break;
         case ARGMAX: o->ppl_argmax = true; break;
+        case FLOOR: rc = num("gate-floor", optarg, 0, 100, &v); o->gate_floor = (float)v;
+            o->shift_set = o->shift_set || v > 0; break;
         case SHIFT: rc = num("sparsity-shift", optarg, -100, 100, &v); o->shift = (float)v;
             o->shift_set = true; break;
         default: return 2;
@@ -181,7 +187,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         return 2;
     }
     if (o->dense && o->shift_set) {
-        fprintf(stderr, "%s: --sparsity-shift has no effect with --dense\n", prog);
+        fprintf(stderr, "%s: --sparsity-shift and --gate-floor have no effect with --dense\n",
+                prog);
         return 2;
     }
     if (o->dry_run != (o->vram != 0)) {
@@ -213,12 +220,12 @@ typedef struct run {
     pi_ctx *ctx;
 } run;
 
-/* Mean fraction of FFN neurons computed since the last reset. */
-static double active_fraction(const pi_sparse_stats *st)
+/* Mean fraction of FFN neurons selected (or kept) since the last reset. */
+static double mean_fraction(const pi_sparse_stats *st, const uint64_t *count)
 {
     double all = 0.0;
     for (int il = 0; il < st->n_layer; il++)
-        all += (double)st->active[il];
+        all += (double)count[il];
     double denom = (double)st->tokens * (double)st->n_ff * st->n_layer;
     return denom > 0 ? all / denom : 1.0;
 }
@@ -233,10 +240,17 @@ static void sparse_json(pi_ctx *ctx, double seconds)
     }
     pi_sparse_stats st = pi_sparse_get_stats(sp);
     printf("\"mode\": \"sparse\", \"sparsity_shift\": %g, \"active_fraction\": %.4f, "
-           "\"active_fraction_per_layer\": [", pi_sparse_shift(sp), active_fraction(&st));
+           "\"active_fraction_per_layer\": [", pi_sparse_shift(sp), mean_fraction(&st, st.active));
     for (int il = 0; il < st.n_layer; il++)
         printf("%s%.4f", il ? ", " : "",
                st.tokens ? (double)st.active[il] / ((double)st.tokens * st.n_ff) : 1.0);
+    if (pi_sparse_gate_floor(sp) > 0) {
+        printf("], \"gate_floor\": %g, \"kept_fraction\": %.4f, \"kept_fraction_per_layer\": [",
+               pi_sparse_gate_floor(sp), mean_fraction(&st, st.kept));
+        for (int il = 0; il < st.n_layer; il++)
+            printf("%s%.4f", il ? ", " : "",
+                   st.tokens ? (double)st.kept[il] / ((double)st.tokens * st.n_ff) : 1.0);
+    }
     printf("], \"predictor_time_share\": %.4f, \"ffn_time_share\": %.4f",
            seconds > 0 ? st.predictor_s / seconds : 0.0, seconds > 0 ? st.ffn_s / seconds : 0.0);
 }
@@ -248,8 +262,12 @@ static void sparse_line(pi_ctx *ctx, double seconds, const char *what)
     if (!sp)
         return;
     pi_sparse_stats st = pi_sparse_get_stats(sp);
-    fprintf(stderr, "%s: sparse (shift %g): %.1f%% of FFN neurons computed; predictors %.1f%% "
-            "of %s time\n", prog, pi_sparse_shift(sp), 100.0 * active_fraction(&st),
+    fprintf(stderr, "%s: sparse (shift %g): %.1f%% of FFN neurons computed", prog,
+            pi_sparse_shift(sp), 100.0 * mean_fraction(&st, st.active));
+    if (pi_sparse_gate_floor(sp) > 0)
+        fprintf(stderr, ", %.1f%% past the gate floor %g", 100.0 * mean_fraction(&st, st.kept),
+                pi_sparse_gate_floor(sp));
+    fprintf(stderr, "; predictors %.1f%% of %s time\n",
             seconds > 0 ? 100.0 * st.predictor_s / seconds : 0.0, what);
 }
 
@@ -505,10 +523,10 @@ int main(int argc, char **argv)
         r.tok = pi_tokenizer_load(r.m->gguf, &err);
     pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
                          .n_threads = o.threads, .n_batch = o.batch, .dense = o.dense,
-                         .sparsity_shift = o.shift };
+                         .sparsity_shift = o.shift, .gate_floor = o.gate_floor };
     if (r.m && o.shift_set && !r.m->pred) {
-        fprintf(stderr, "%s: --sparsity-shift: %s has no predictors (pack it with pi-pack "
-                "--predictors)\n", prog, o.model);
+        fprintf(stderr, "%s: --sparsity-shift, --gate-floor: %s has no predictors (pack it with "
+                "pi-pack --predictors)\n", prog, o.model);
         pi_model_close(r.m);
         return tool_exit(prog, &args, 1);
     }

@@ -27,7 +27,8 @@ A model packed by pi-pack (pi.version present) has blk.N.ffn_down_t (the
 down projection neuron-major: act Wdown_t) and may carry predictors; with
 sparse=True each layer with a predictor computes only the neurons it selects
 (man/pi-gguf.5):  z = relu(x W1^T + b1) W2^T + b2,  act[i] = 0 unless
-z[i] > pi.predictor.threshold[layer] + shift.
+z[i] > pi.predictor.threshold[layer] + shift; with gate_floor F > 0 a selected
+neuron also needs |silu(g)| >= F * mean |silu(g)| over the token's selected.
 
 Library:  forward(model_path, token_ids, dtype=np.float32) -> (n_tokens, n_vocab)
           Model(path, dtype, sparse=False, shift=0.0) with .forward(tokens, cache,
@@ -66,7 +67,7 @@ def _field(reader, key, default=None):
 class Model:
     """A GGUF model, dequantised lazily (each tensor once) to `dtype`."""
 
-    def __init__(self, path, dtype=np.float32, sparse=False, shift=0.0):
+    def __init__(self, path, dtype=np.float32, sparse=False, shift=0.0, gate_floor=0.0):
         self.path = path
         self.dtype = np.dtype(dtype)
         self.r = gguf.GGUFReader(path)
@@ -112,7 +113,9 @@ class Model:
             if not self.packed or thr is None:
                 raise ValueError(f"{path}: --sparse needs a packed model with predictors")
             self.thresholds = [float(t) + shift for t in thr]
+        self.gate_floor = gate_floor
         self.active = [0] * self.n_layer
+        self.kept = [0] * self.n_layer
         self.output_name = "output.weight" if "output.weight" in self.tensors else "token_embd.weight"
         self.n_vocab = int(self.tensors[self.output_name].shape[1])
 
@@ -233,10 +236,17 @@ class Model:
                 hid = np.maximum(x @ self.w(q + "w1").T + self.w(q + "b1"), 0)
                 z = hid @ self.w(q + "w2").T + self.w(q + "b2")
                 keep = z > self.thresholds[il]
-                act = np.where(keep, act, 0).astype(self.dtype)
                 self.active[il] += int(keep.sum())
+                if self.gate_floor > 0:
+                    sg = np.abs(g / (1.0 + np.exp(-g)))
+                    mean = (np.where(keep, sg, 0).sum(axis=-1, keepdims=True) /
+                            np.maximum(keep.sum(axis=-1, keepdims=True), 1))
+                    keep = keep & (sg >= self.gate_floor * mean)
+                act = np.where(keep, act, 0).astype(self.dtype)
+                self.kept[il] += int(keep.sum())
             else:
                 self.active[il] += n * self.n_ff
+                self.kept[il] += n * self.n_ff
             if self.packed:
                 h = h + act @ self.w(p + "ffn_down_t.weight")
             else:
@@ -301,6 +311,8 @@ def main(argv=None):
                     help="packed model: compute only the neurons the predictors select")
     ap.add_argument("--shift", type=float, default=0.0, metavar="D",
                     help="with --sparse, add D to every predictor threshold")
+    ap.add_argument("--gate-floor", type=float, default=0.0, metavar="F",
+                    help="with --sparse, the gate check (see pi-run --gate-floor)")
     a = ap.parse_args(argv)
     try:
         tokens = [int(t) for t in a.tokens.replace(" ", "").split(",") if t != ""]
@@ -312,7 +324,7 @@ def main(argv=None):
         print("forward.py: refusing to write binary logits to a terminal", file=sys.stderr)
         return 2
     try:
-        m = Model(a.model, np.float64 if a.f64 else np.float32, a.sparse, a.shift)
+        m = Model(a.model, np.float64 if a.f64 else np.float32, a.sparse, a.shift, a.gate_floor)
         logits = m.forward(tokens)
     except (OSError, ValueError, KeyError) as e:
         print(f"forward.py: {a.model}: {e}", file=sys.stderr)
