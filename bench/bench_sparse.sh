@@ -5,7 +5,7 @@
 # held-out position, and free-running greedy continuations), the weights
 # read per token and the bandwidth that implies, for dense on the
 # original model, dense on the packed model (--dense) and sparse at each
-# --sparsity-shift in SHIFTS.  Speeds are medians of REPS rounds, each round
+# --sparsity-shift in SHIFTS (SHIFT:FLOOR adds --gate-floor FLOOR).  Speeds are medians of REPS rounds, each round
 # running every point in turn, so that machine noise hits all points alike;
 # perplexity and token ids do not depend on load and are measured once.
 #
@@ -28,7 +28,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 TOKENS=${TOKENS:-50000}          # tokens of corpus/train.txt profiled
 HELD=${HELD:-40000}              # bytes of corpus/heldout.txt scored
-SHIFTS=${SHIFTS:-"0 0.5 1 1.25"} # --sparsity-shift of each sparse point
+SHIFTS=${SHIFTS:-"0 0.5 1 1.25 0:0.25"} # --sparsity-shift[:--gate-floor] of each sparse point
 N=${N:-128}                      # generated tokens per speed run
 REPS=${REPS:-3}                  # rounds of speed runs; the median is reported
 P=${P:-10}                       # greedy-agreement prompts
@@ -84,7 +84,11 @@ PY
 # --- The operating points: name, model, pi-run options ---------------------
 names=(dense-original dense-packed) models=("$MODEL" "$PACKED") opts=("" "--dense")
 for s in $SHIFTS; do
-    names+=(sparse) models+=("$PACKED") opts+=("--sparsity-shift $s")
+    if [[ $s == *:* ]]; then
+        names+=(sparse+gate) models+=("$PACKED") opts+=("--sparsity-shift ${s%:*} --gate-floor ${s#*:}")
+    else
+        names+=(sparse) models+=("$PACKED") opts+=("--sparsity-shift $s")
+    fi
 done
 npts=${#names[@]}
 # Every result goes to one file as "kind point threads-or-prompt JSON"; the
@@ -134,17 +138,19 @@ def weight_bytes(file):
     there is no output.weight; an embedding lookup reads one row)."""
     r = gguf.GGUFReader(file)
     names_ = {t.name for t in r.tensors}
-    fixed, ffn, pred = 0, {}, 0
+    fixed, ffn, gate, pred = 0, {}, {}, 0
     for t in r.tensors:
         n = int(t.n_bytes)
         m = re.match(r"blk\.(\d+)\.ffn_(gate|up|down|down_t)\.weight$", t.name)
         if m:
             ffn[int(m.group(1))] = ffn.get(int(m.group(1)), 0) + n
+            if m.group(2) == "gate":
+                gate[int(m.group(1))] = n
         elif t.name.startswith("pred."):
             pred += n
         elif t.name != "token_embd.weight" or "output.weight" not in names_:
             fixed += n
-    return fixed, [ffn[i] for i in sorted(ffn)], pred
+    return fixed, [ffn[i] for i in sorted(ffn)], pred, [gate[i] for i in sorted(gate)]
 
 wb = {0: weight_bytes(model), 1: weight_bytes(packed)}
 ppl, gen, greedy = {}, {}, {}
@@ -180,11 +186,14 @@ base = ppl[0]["perplexity"]
 tps = {(i, t): med(i, t, "generation_tokens_per_s") for (i, t) in gen}
 
 def read_mb(i):  # MB of weights per generated token at point i
-    fixed, ffn, pred = wb[0 if i == 0 else 1]
+    fixed, ffn, pred, gate = wb[0 if i == 0 else 1]
     layers = gen[(i, 1)][0].get("active_fraction_per_layer")
     if not layers:
         return (fixed + sum(ffn)) / 1e6
-    return (fixed + pred + sum(a * b for a, b in zip(layers, ffn))) / 1e6
+    # with a gate floor, up and down rows only for the kept neurons
+    kept = gen[(i, 1)][0].get("kept_fraction_per_layer", layers)
+    return (fixed + pred + sum(a * g + k * (f - g)
+                               for a, k, f, g in zip(layers, kept, ffn, gate))) / 1e6
 print()
 print("| point | shift | perplexity | Δppl | active (ppl / gen) | predictor share |"
       " tok/s 1t | tok/s 2t | × dense-original 1t / 2t | × dense-packed 1t / 2t |"
@@ -194,11 +203,14 @@ print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for i, name in enumerate(names):
     p = ppl[i]
     shift = p.get("sparsity_shift", "-") if p.get("mode") == "sparse" else "-"
+    if "gate_floor" in p:
+        shift = f"{shift}, floor {p['gate_floor']}"
     gact = statistics.mean(d.get("active_fraction", 1.0) for t in (1, 2) for d in gen[(i, t)])
     share = f"{med(i, 1, 'predictor_time_share') * 100:.1f}%" if shift != "-" else "-"
     r = lambda j, t: tps[(i, t)] / tps[(j, t)]
     print(f"| {name} | {shift} | {p['perplexity']:.3f} | {(p['perplexity'] / base - 1) * 100:+.2f}% |"
-          f" {p.get('active_fraction', 1.0) * 100:.1f}% / {gact * 100:.1f}% |"
+          f" {p.get('active_fraction', 1.0) * 100:.1f}% / {gact * 100:.1f}%"
+          + (f" (up, down {p['kept_fraction'] * 100:.1f}%)" if "kept_fraction" in p else "") + " |"
           f" {share} | {tps[(i, 1)]:.1f} | {tps[(i, 2)]:.1f} |"
           f" {r(0, 1):.2f} / {r(0, 2):.2f} | {r(1, 1):.2f} / {r(1, 2):.2f} |"
           f" {top1_agree(i, 0) * 100:.1f}% / {top1_agree(i, 1) * 100:.1f}% |"
@@ -206,12 +218,13 @@ for i, name in enumerate(names):
           f" {read_mb(0) / read_mb(i):.2f} | {read_mb(i) * tps[(i, 1)] / 1e3:.1f} |")
 print()
 print("Δppl: against dense-original; active: mean fraction of FFN neurons computed, in the"
-      " perplexity run / the speed runs; predictor share: of the 1-thread generation time")
+      " perplexity run / the speed runs (with a gate floor: gates computed, and in brackets up and"
+      " down); predictor share: of the 1-thread generation time")
 print("top-1 agreement: share of the scored held-out positions (teacher-forced on the text) where"
       " the point's most likely next token is dense's")
 print("greedy: free-running continuations; the mean share of tokens before the first divergence /"
       " of positions with the same token")
-fixed, ffn, pred = wb[1]
+fixed, ffn, pred, _ = wb[1]
 print(f"MB read/token: weights a generated token reads (attention, norms and output {fixed / 1e6:.1f} MB,"
       f" FFN {sum(wb[0][1]) / 1e6:.1f} MB original / {sum(ffn) / 1e6:.1f} MB packed, times each"
       f" layer's active fraction; predictors {pred / 1e6:.1f} MB); bytes ratio: dense-original's"
