@@ -234,4 +234,7 @@ for i, name in enumerate(names):
     layers = ppl[i].get("active_fraction_per_layer")
     if layers and ppl[i].get("mode") == "sparse":
         print(f"  shift {ppl[i]['sparsity_shift']:>5}: " + " ".join(f"{a * 100:.0f}" for a in layers))
+    if ppl[i].get("kept_fraction_per_layer"):
+        print(f"  shift {ppl[i]['sparsity_shift']:>5}, gate floor {ppl[i]['gate_floor']}, up and down: "
+              + " ".join(f"{a * 100:.0f}" for a in ppl[i]["kept_fraction_per_layer"]))
 PY
