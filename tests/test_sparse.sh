@@ -93,6 +93,16 @@ a, b = np.fromfile('$tmp/all.bin', '<f4'), np.fromfile('$tmp/dense.bin', '<f4')
 e = np.abs(a - b).max() / np.abs(b).max(); print(e); sys.exit(0 if e < 1e-5 else 1)"
 t "every neuron selected: greedy tokens equal dense" cmp -s "$tmp/all.txt" "$tmp/dense.txt"
 
+# The SIMD kernels (gathered dot products, axpy of the down rows, the F16
+# predictor) against their scalar references: PI_ISA=scalar.
+"$logits" "$pk" $ids --greedy 16 --out "$tmp/simd.bin" >"$tmp/simd.txt"
+PI_ISA=scalar "$logits" "$pk" $ids --greedy 16 --out "$tmp/scalar.bin" >"$tmp/scalar.txt"
+t "sparse: SIMD logits within 1e-4 of the scalar kernels' largest" python3 -c "
+import sys, numpy as np
+a, b = np.fromfile('$tmp/simd.bin', '<f4'), np.fromfile('$tmp/scalar.bin', '<f4')
+e = np.abs(a - b).max() / np.abs(b).max(); print(e); sys.exit(0 if e < 1e-4 else 1)"
+t "sparse: SIMD greedy tokens equal the scalar kernels'" cmp -s "$tmp/simd.txt" "$tmp/scalar.txt"
+
 # The quantised path: threads change nothing; batching changes only the
 # rounding of the dense parts (attention), never which neurons run.
 "$logits" "$pk" $ids --batch 1 --threads 1 --greedy 8 --out "$tmp/b1.bin" >"$tmp/b1.txt"
