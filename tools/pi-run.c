@@ -519,17 +519,17 @@ int main(int argc, char **argv)
         pi_model_close(r.m);
         return tool_exit(prog, &args, rc);
     }
-    if (r.m)
-        r.tok = pi_tokenizer_load(r.m->gguf, &err);
-    pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
-                         .n_threads = o.threads, .n_batch = o.batch, .dense = o.dense,
-                         .sparsity_shift = o.shift, .gate_floor = o.gate_floor };
     if (r.m && o.shift_set && !r.m->pred) {
         fprintf(stderr, "%s: --sparsity-shift, --gate-floor: %s has no predictors (pack it with "
                 "pi-pack --predictors)\n", prog, o.model);
         pi_model_close(r.m);
         return tool_exit(prog, &args, 1);
     }
+    if (r.m)
+        r.tok = pi_tokenizer_load(r.m->gguf, &err);
+    pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
+                         .n_threads = o.threads, .n_batch = o.batch, .dense = o.dense,
+                         .sparsity_shift = o.shift, .gate_floor = o.gate_floor };
     if (r.m && r.m->pack && !r.m->pred && !o.dense && !o.quiet)
         fprintf(stderr, "%s: %s is packed without predictors: running dense\n", prog, o.model);
     if (r.tok)
