@@ -35,8 +35,11 @@ pi_acts pi_ffn_acts(pi_pool *pool, const pi_ffn_scratch *s, pi_type wtype, const
 /* A neuron-major down projection w (n_ff rows of n_embd): out[t] = sum over
  * k < n_idx of act[t * lda + k] * row idx[k] of w (row k when idx is NULL),
  * for n tokens; out is n rows of w->ne0.  Rows are added in groups of
- * PI_AXPY_ROWS (axpy.h); for one token, dequantised on the fly and skipping
- * activations that are exactly 0, for several, dequantised once for all. */
+ * PI_AXPY_ROWS (axpy.h).  One token: dequantised on the fly, skipping
+ * activations that are exactly 0, the list cut into fixed runs of rows that
+ * threads sum separately and that are then added in order, so the result
+ * does not depend on the number of threads.  Several tokens: threads take
+ * column slices, each group of rows dequantised once for all tokens. */
 void pi_ffn_down_t(pi_pool *pool, const pi_weight *w, const float *act, int64_t lda,
                    const int32_t *idx, int64_t n_idx, float *out, int n);
 
