@@ -61,33 +61,33 @@ typedef struct down_t_job {
     pi_axpy_fn axpy;
 } down_t_job;
 
-/* One token, positions [i0, i1) of the index list: rows in groups, fused
- * dequantise-and-add, skipping neurons whose activation is exactly 0. */
-static void down_t_one(const down_t_job *j, int64_t i0, int64_t i1, int64_t width, size_t off,
-                       const float *act, float *y)
+/* One token, positions [i0, i1) of the index list, whole rows into y: rows
+ * in groups, fused dequantise-and-add, skipping neurons whose activation is
+ * exactly 0. */
+static void down_t_one(const down_t_job *j, int64_t i0, int64_t i1, float *y)
 {
-    size_t slice_bytes = (size_t)(width / j->block) * j->block_bytes;
+    const uint8_t *w = j->w->data;
+    size_t rb = j->w->row_bytes;
     float a[PI_AXPY_ROWS];
     const void *rows[PI_AXPY_ROWS];
     int k = 0;
     for (int64_t i = i0; i < i1; i++) {
-        if (act[i] == 0.0f)
+        if (j->act[i] == 0.0f)
             continue;
         int64_t neuron = j->idx ? j->idx[i] : i;
-        a[k] = act[i];
-        rows[k] = (const uint8_t *)j->w->data + (size_t)neuron * j->w->row_bytes + off;
+        a[k] = j->act[i];
+        rows[k] = w + (size_t)neuron * rb;
         if (i + PI_PREFETCH_AHEAD < i1) {
             int64_t ahead = j->idx ? j->idx[i + PI_PREFETCH_AHEAD] : i + PI_PREFETCH_AHEAD;
-            pi_prefetch((const uint8_t *)j->w->data + (size_t)ahead * j->w->row_bytes + off,
-                        slice_bytes);
+            pi_prefetch(w + (size_t)ahead * rb, rb);
         }
         if (++k == PI_AXPY_ROWS) {
-            j->axpy(width, k, a, rows, y);
+            j->axpy(j->w->ne0, k, a, rows, y);
             k = 0;
         }
     }
     if (k)
-        j->axpy(width, k, a, rows, y);
+        j->axpy(j->w->ne0, k, a, rows, y);
 }
 
 /* Several tokens: each group of rows is dequantised once and added to every
@@ -150,7 +150,7 @@ static void down_run(void *arg, int64_t run, int ith)
     float *y = run ? r->partial + (run - 1) * d : j->out;
     (void)ith;
     memset(y, 0, (size_t)d * sizeof(float));
-    down_t_one(j, i0, i1, d, 0, j->act, y);
+    down_t_one(j, i0, i1, y);
 }
 
 static void down_reduce(void *arg, int64_t chunk, int ith)
