@@ -16,13 +16,6 @@
  * row are one whole number of cache lines, so chunks never share a line. */
 #define NEURON_CHUNK 64
 
-typedef struct sp_layer {
-    int rank;
-    float threshold; /* the predictor's plus the shift */
-    pi_weight w1, w2t; /* F16 copies: rank x n_embd, and W2 transposed, rank x n_ff */
-    const float *b1, *b2;
-} sp_layer;
-
 /* How one weight type takes a token's activations. */
 typedef struct sp_form {
     pi_type wtype;
@@ -30,6 +23,14 @@ typedef struct sp_form {
     pi_vec_dot_nx_fn dot_nx;  /* or the batched kernel with one packed row */
     size_t row_bytes;         /* per token */
 } sp_form;
+
+typedef struct sp_layer {
+    int rank;
+    float threshold; /* the predictor's plus the shift */
+    pi_weight w1, w2t; /* F16 copies: rank x n_embd, and W2 transposed, rank x n_ff */
+    const float *b1, *b2;
+    sp_form fg, fu; /* how the layer's gate and up take the input */
+} sp_layer;
 
 struct pi_sparse {
     const pi_model *m;
@@ -149,10 +150,11 @@ pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, const pi_sparse_params 
     size_t acts = 0;
     for (int il = 0; il < s->n_layer; il++) {
         const pi_layer *ly = &m->layers[il];
-        size_t g = form_of(ly->gate.type, s->n_embd, exact).row_bytes;
-        size_t u = form_of(ly->up.type, s->n_embd, exact).row_bytes;
-        acts = g > acts ? g : acts;
-        acts = u > acts ? u : acts;
+        sp_layer *l = &s->layers[il];
+        l->fg = form_of(ly->gate.type, s->n_embd, exact);
+        l->fu = form_of(ly->up.type, s->n_embd, exact);
+        acts = l->fg.row_bytes > acts ? l->fg.row_bytes : acts;
+        acts = l->fu.row_bytes > acts ? l->fu.row_bytes : acts;
     }
     size_t B = (size_t)s->n_batch;
     s->h = malloc(B * (size_t)(s->max_rank ? s->max_rank : 1) * sizeof(float));
@@ -270,6 +272,7 @@ typedef struct gu_job {
     const pi_sparse *s;
     const pi_layer *ly;
     sp_form fg, fu;
+    const uint8_t *xu; /* the tokens in up's form: s->xu, or s->xg when the same */
     float threshold;
     float *act;
     int n;
@@ -290,7 +293,7 @@ static void gu_chunk(void *arg, int64_t chunk, int ith)
         const float *z = s->z + t * ff;
         float *act = j->act + t * ff;
         const uint8_t *xg = s->xg + (size_t)t * j->fg.row_bytes;
-        const uint8_t *xu = s->xu + (size_t)t * j->fu.row_bytes;
+        const uint8_t *xu = j->xu + (size_t)t * j->fu.row_bytes;
         int32_t sel[NEURON_CHUNK];
         int k = 0;
         for (int64_t i = i0; i < i1; i++) {
@@ -355,11 +358,14 @@ void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *o
     double t0 = now_s();
     predict(s, pool, l, x, n);
     double t1 = now_s();
-    gu_job j = { s, ly, form_of(ly->gate.type, d, s->exact), form_of(ly->up.type, d, s->exact),
-                 l->threshold, act, n, s->gate_floor > 0.0f ? GU_GATE : GU_BOTH };
+    /* gate and up of one type (the usual case) share one copy of the input */
+    bool shared = l->fg.wtype == l->fu.wtype;
+    gu_job j = { s, ly, l->fg, l->fu, shared ? s->xg : s->xu, l->threshold, act, n,
+                 s->gate_floor > 0.0f ? GU_GATE : GU_BOTH };
     for (int t = 0; t < n; t++) {
         to_form(&j.fg, x + t * d, d, s->xg + (size_t)t * j.fg.row_bytes);
-        to_form(&j.fu, x + t * d, d, s->xu + (size_t)t * j.fu.row_bytes);
+        if (!shared)
+            to_form(&j.fu, x + t * d, d, s->xu + (size_t)t * j.fu.row_bytes);
     }
     int64_t chunks = (ff + NEURON_CHUNK - 1) / NEURON_CHUNK;
     pi_pool_for(pool, chunks, gu_chunk, &j);
