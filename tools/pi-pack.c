@@ -116,10 +116,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         if (rc)
             return 2;
     }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+    if (tool_no_operands(prog, argc, argv))
         return 2;
-    }
     if (!o->stats) {
         fprintf(stderr, "%s: no statistics: give --stats STATS.yaml (from pi-profile --stats)\n",
                 prog);

@@ -26,7 +26,8 @@ static const char *prog = "pi-run";
 typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
-    bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, shift_set, ppl_argmax;
+    bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, sparse_opt, ppl_argmax;
+    /* sparse_opt: --sparsity-shift or a nonzero --gate-floor was given */
     float shift, gate_floor; /* --sparsity-shift, --gate-floor */
     uint64_t vram; /* 0: no GPU */
     pi_sample_params sp;
@@ -166,18 +167,16 @@ static int parse_args(int argc, char **argv, void *opts_out)
         case DENSE: o->dense = true; break;
         case ARGMAX: o->ppl_argmax = true; break;
         case FLOOR: rc = num("gate-floor", optarg, 0, 100, &v); o->gate_floor = (float)v;
-            o->shift_set = o->shift_set || v > 0; break;
+            o->sparse_opt = o->sparse_opt || v > 0; break;
         case SHIFT: rc = num("sparsity-shift", optarg, -100, 100, &v); o->shift = (float)v;
-            o->shift_set = true; break;
+            o->sparse_opt = true; break;
         default: return 2;
         }
         if (rc)
             return 2;
     }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+    if (tool_no_operands(prog, argc, argv))
         return 2;
-    }
     if (o->prompt && o->prompt_file) {
         fprintf(stderr, "%s: give -p or -f, not both\n", prog);
         return 2;
@@ -186,7 +185,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
         fprintf(stderr, "%s: --ppl-argmax needs --perplexity and --json\n", prog);
         return 2;
     }
-    if (o->dense && o->shift_set) {
+    if (o->dense && o->sparse_opt) {
         fprintf(stderr, "%s: --sparsity-shift and --gate-floor have no effect with --dense\n",
                 prog);
         return 2;
@@ -519,7 +518,7 @@ int main(int argc, char **argv)
         pi_model_close(r.m);
         return tool_exit(prog, &args, rc);
     }
-    if (r.m && o.shift_set && !r.m->pred) {
+    if (r.m && o.sparse_opt && !r.m->pred) {
         fprintf(stderr, "%s: --sparsity-shift, --gate-floor: %s has no predictors (pack it with "
                 "pi-pack --predictors)\n", prog, o.model);
         pi_model_close(r.m);

@@ -49,6 +49,16 @@ static inline bool tool_binary_to_tty(const char *prog, bool to_stdout, const ch
     return true;
 }
 
+/* For a tool that takes no operands: after getopt, -1 (message printed)
+ * when any are left. */
+static inline int tool_no_operands(const char *prog, int argc, char **argv)
+{
+    if (optind >= argc)
+        return 0;
+    fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+    return -1;
+}
+
 /* The exit status: rc, or 1 if standard output could not be written. */
 static inline int tool_exit(const char *prog, pi_args *args, int rc)
 {
