@@ -17,6 +17,7 @@
 #include <math.h>
 
 #include "quant.h"
+#include "rng.h"
 
 static uint32_t bits(float f)
 {
@@ -35,14 +36,7 @@ static float from_bits(uint32_t u)
 /* Deterministic N(0, 1) samples: splitmix64 and Box-Muller. */
 static uint64_t rng_state = 0x5eed;
 
-static double uniform01(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
-}
+static double uniform01(void) { return rng_uniform01(&rng_state); }
 
 static void gaussian(float *x, int64_t n, float sigma)
 {

@@ -31,6 +31,7 @@
 
 #include "cpu.h"
 #include "quant.h"
+#include "rng.h"
 #include "quant_dot_impl.h" /* the packed layout, to check its contents */
 
 #define REL_TOL 1e-5
@@ -51,13 +52,7 @@ static const int k_float_lengths[] = {1, 7, 8, 31, 33, 100, 1000, 4099};
 
 static uint64_t rng_state = 0x9d07;
 
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t next_u64(void) { return rng_next(&rng_state); }
 
 static float uniform(float lo, float hi)
 {

@@ -17,6 +17,7 @@
 
 #include "quant.h"
 #include "requant.h"
+#include "rng.h"
 
 #define N 256   /* row length: 8 blocks */
 #define ROWS 64 /* rows per distribution */
@@ -27,14 +28,7 @@ static const pi_type legacy[] = { PI_TYPE_Q4_0, PI_TYPE_Q4_1, PI_TYPE_Q5_0, PI_T
 /* Deterministic samples: splitmix64, Box-Muller for N(0, 1). */
 static uint64_t rng_state;
 
-static double uniform01(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
-}
+static double uniform01(void) { return rng_uniform01(&rng_state); }
 
 static float normal(void)
 {
