@@ -17,7 +17,7 @@ CUDA_ARCH ?= sm_90
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -ffp-contract=off -pthread $(WARN) -Ilibpi
-LDLIBS  := -lzstd -lyaml -lm -pthread
+LDLIBS  := -lzstd -lyaml -lmicrohttpd -ljansson -lm -pthread
 SIMD_AVX2 := -mavx2 -mfma -mf16c
 
 LIB_SRC   := $(sort $(wildcard libpi/*.c))
