@@ -4,6 +4,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,14 @@
 
 int pi_outfile_create(const char *path, char **tmp, pi_err *err)
 {
+    struct stat st;
+    *tmp = NULL;
+    if (!stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        int fd = open(path, O_WRONLY);
+        if (fd < 0)
+            pi_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return fd;
+    }
     size_t n = strlen(path) + 16;
     *tmp = malloc(n);
     if (!*tmp)
@@ -36,7 +45,7 @@ int pi_outfile_create(const char *path, char **tmp, pi_err *err)
 int pi_outfile_commit(char *tmp, const char *path, pi_err *err)
 {
     int rc = 0;
-    if (rename(tmp, path)) {
+    if (tmp && rename(tmp, path)) {
         rc = pi_err_set(err, "%s: cannot rename into place: %s", path, strerror(errno));
         unlink(tmp);
     }

@@ -445,7 +445,7 @@ int pi_trace_writer_commit(pi_trace_writer *w, pi_err *err)
         rc = compress(w, NULL, 0, ZSTD_e_end, err);
     if (!rc && (fflush(w->f) || ferror(w->f)))
         rc = pi_err_set(err, "%s: %s", w->path, strerror(errno));
-    if (!w->tmp) {
+    if (w->f == stdout) {
         writer_free(w);
         return rc;
     }
@@ -465,7 +465,7 @@ void pi_trace_writer_abort(pi_trace_writer *w)
 {
     if (!w)
         return;
-    if (w->tmp) {
+    if (w->f != stdout) { /* a file of ours, or a device written in place */
         if (w->f)
             fclose(w->f);
         pi_outfile_discard(w->tmp);

@@ -37,6 +37,17 @@ m=(-m "$tmp/m.gguf")
 in=("${m[@]}" --stats "$tmp/s.yaml" --predictors "$tmp/p.gguf")
 
 t "--help exits 0 and shows usage" bash -c "'$bin' --help | grep -q '^Usage: pi-pack'"
+# A device or FIFO as output is written in place, never replaced by a file
+# renamed onto it (as root, that would replace /dev/null itself).
+mkfifo "$tmp/fifo"
+cat "$tmp/fifo" >"$tmp/from-fifo" &
+"$bin" "${in[@]}" -q -o "$tmp/fifo"; wait
+t "a FIFO as output stays a FIFO and receives the file" bash -c "
+    [ -p '$tmp/fifo' ] && head -c 4 '$tmp/from-fifo' | grep -q GGUF"
+mkfifo "$tmp/fifo2"
+cat "$tmp/fifo2" >"$tmp/stats-fifo" &
+"$prof" "${m[@]}" -q --ctx 128 --tokens 300 --stats-only --stats "$tmp/fifo2" "$tmp/text.txt"; wait
+t "so does pi-profile's --stats" bash -c "[ -p '$tmp/fifo2' ] && grep -q 'format: pi-actstats' '$tmp/stats-fifo'"
 fails_with "an unknown flag is a usage error" 2 "Try 'pi-pack --help'" "$bin" --bogus
 fails_with "no statistics is a usage error" 2 "no statistics" "$bin" "${m[@]}" -o "$tmp/x.gguf"
 fails_with "no output is a usage error" 2 "no output" "$bin" "${in[@]}"

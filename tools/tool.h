@@ -198,7 +198,7 @@ static inline int tool_out_close(const char *prog, tool_out *o, bool commit)
                 strerror(errno ? errno : EIO));
         rc = -1;
     }
-    if (o->tmp) {
+    if (o->path) { /* a file of ours (tmp NULL: a device written in place) */
         if (fclose(o->f) && commit && !rc) {
             fprintf(stderr, "%s: %s: %s\n", prog, o->path, strerror(errno));
             rc = -1;
