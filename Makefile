@@ -106,10 +106,12 @@ FUZZ_LIB := libpi/gguf.c libpi/err.c libpi/quant.c libpi/quant_k.c libpi/config.
   libpi/tokenizer.c libpi/tokenizer_bpe.c libpi/tokenizer_spm.c libpi/unicode.c libpi/unicode_data.c \
   libpi/actstats.c libpi/actstats_read.c libpi/json.c libpi/trace.c \
   libpi/predictor.c libpi/predictor_avx2.c libpi/gguf_write.c libpi/outfile.c libpi/cpu.c libpi/packinfo.c
+# pi-serve's request parser and error objects (jansson)
+FUZZ_LIB += libpi/serve_request.c libpi/serve_response.c
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB) $(wildcard libpi/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -Ilibpi -mavx2 -mfma -mf16c -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lzstd -lyaml -lm -pthread -o $@
+	  -fno-sanitize-recover=all $< $(FUZZ_LIB) -lzstd -lyaml -ljansson -lm -pthread -o $@
 # Seeds are written by the tests' own writers, not checked in; for the
 # trace reader, a trace, the same trace twice over (two parts) and its
 # decompressed content (which fuzz_trace compresses itself).
@@ -129,12 +131,18 @@ fuzz-run: fuzz $(BUILD)/tests/tool_gguf $(BUILD)/tests/tool_trace
 	  > build-fuzz/seeds/fuzz_actstats/s.yaml
 	@mkdir -p build-fuzz/seeds/fuzz_config build-fuzz/seeds/fuzz_tokenizer
 	cp examples/*.yaml build-fuzz/seeds/fuzz_config/
+	@mkdir -p build-fuzz/seeds/fuzz_serve_request
+	printf '{"model": "m.gguf", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 8, "temperature": 0.5, "top_p": 0.9, "seed": 7, "stop": ["a", "b"], "stream": true, "stream_options": {"include_usage": true}}' \
+	  > build-fuzz/seeds/fuzz_serve_request/chat.json
+	printf '{"prompt": ["Once"], "max_completion_tokens": 4, "top_k": 3, "min_p": 0.1, "stop": "x", "n": 1, "logprobs": null}' \
+	  > build-fuzz/seeds/fuzz_serve_request/completion.json
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 	    build-fuzz/corpus-$$n build-fuzz/seeds/$$n || exit 1; done
 
 # Dot-product kernels, then pi-run beside llama.cpp (LLAMA_BENCH,
-# LLAMA_BENCH_NOAMX: paths to llama-bench builds; skipped when unset).
+# LLAMA_BENCH_NOAMX: paths to llama-bench builds; skipped when unset), the
+# sparse pipeline, and pi-serve under load.
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_run.sh; \
@@ -143,6 +151,8 @@ bench: all $(BENCHES)
 	  BUILD=$(BUILD) bench/bench_profile.sh && BUILD=$(BUILD) bench/bench_pack.sh && \
 	  BUILD=$(BUILD) bench/bench_sparse.sh; \
 	  else echo "bench: skipping pi-profile, pi-pack and sparse (make model corpus first)"; fi
+	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_serve.sh; \
+	  else echo "bench: skipping pi-serve (make model first)"; fi
 
 model:
 	scripts/get-model smollm2-135m
