@@ -67,7 +67,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) -O2 -arch=$(CUDA_ARCH) -Ilibpi -Xcompiler -Wall,-Werror -c $< -o $@
+	$(NVCC) -O2 -arch=$(CUDA_ARCH) -Ilibpi -Xcompiler -Wall,-Werror -MD -MF $(@:.o=.d) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -142,7 +142,7 @@ fuzz-run: fuzz $(BUILD)/tests/tool_gguf $(BUILD)/tests/tool_trace
 
 # Dot-product kernels, then pi-run beside llama.cpp (LLAMA_BENCH,
 # LLAMA_BENCH_NOAMX: paths to llama-bench builds; skipped when unset), the
-# sparse pipeline, and pi-serve under load.
+# sparse pipeline, pi-serve under load, and the GPU (skipped without one).
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_run.sh; \
@@ -153,6 +153,7 @@ bench: all $(BENCHES)
 	  else echo "bench: skipping pi-profile, pi-pack and sparse (make model corpus first)"; fi
 	@if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then BUILD=$(BUILD) bench/bench_serve.sh; \
 	  else echo "bench: skipping pi-serve (make model first)"; fi
+	@BUILD=$(BUILD) bench/bench_gpu.sh
 
 model:
 	scripts/get-model smollm2-135m

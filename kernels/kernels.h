@@ -11,9 +11,10 @@
  * Launches are asynchronous: a launch error is returned at once, an error
  * inside the kernel surfaces at the next synchronising call.
  *
- * Files: runtime.cu (devices, memory, streams), dequant.cu (row
+ * Files: runtime.cu (devices, memory, streams, events), dequant.cu (row
  * dequantisation), matvec.cu (products with quantised weights, dense and
- * by row index list), layer.cu (the rest of a decoder layer: embedding
+ * by row index list; matvec.cuh holds its per-type decoding and
+ * shared-memory staging), layer.cu (the rest of a decoder layer: embedding
  * rows, RMSNorm, RoPE, the KV cache, attention, the gated activation, the
  * predictor's pieces), common.cuh (device helpers the .cu files share).
  *
@@ -46,7 +47,16 @@ int pi_kernel_malloc(void **dev_ptr, size_t bytes);
 int pi_kernel_free(void *dev_ptr); /* NULL is allowed */
 int pi_kernel_copy_to_device(void *dev_dst, const void *host_src, size_t bytes, void *stream);
 int pi_kernel_copy_to_host(void *host_dst, const void *dev_src, size_t bytes, void *stream);
+int pi_kernel_copy_on_device(void *dev_dst, const void *dev_src, size_t bytes, void *stream);
 int pi_kernel_stream_sync(void *stream);
+
+/* Timing with CUDA events (for tests and benchmarks): an event is a
+ * `void *` holding a cudaEvent_t.  elapsed waits for `stop` and gives the
+ * milliseconds between the two recordings. */
+int pi_kernel_event_create(void **event);
+int pi_kernel_event_destroy(void *event); /* NULL is allowed */
+int pi_kernel_event_record(void *event, void *stream);
+int pi_kernel_event_elapsed(float *ms, void *start, void *stop);
 
 /* dequant.cu: n elements (whole blocks of `type`, a pi_type id) from the
  * device row src to the device row dst, on `stream`.  src must be 2-byte

@@ -1,8 +1,8 @@
 /*
  * runtime: thin wrappers over the CUDA runtime (device count, memory,
- * copies, stream synchronisation) so that libpi's C code reaches CUDA only
- * through kernels.h and needs no CUDA headers.  No policy here: libpi
- * decides when to allocate, copy and wait.
+ * copies, stream synchronisation, event timing) so that libpi's C code
+ * reaches CUDA only through kernels.h and needs no CUDA headers.  No policy
+ * here: libpi decides when to allocate, copy and wait.
  */
 #include <cuda_runtime.h>
 
@@ -57,7 +57,39 @@ int pi_kernel_copy_to_host(void *host_dst, const void *dev_src, size_t bytes, vo
                                 (cudaStream_t)stream);
 }
 
+int pi_kernel_copy_on_device(void *dev_dst, const void *dev_src, size_t bytes, void *stream)
+{
+    return (int)cudaMemcpyAsync(dev_dst, dev_src, bytes, cudaMemcpyDeviceToDevice,
+                                (cudaStream_t)stream);
+}
+
 int pi_kernel_stream_sync(void *stream)
 {
     return (int)cudaStreamSynchronize((cudaStream_t)stream);
+}
+
+int pi_kernel_event_create(void **event)
+{
+    cudaEvent_t e = NULL;
+    cudaError_t rc = cudaEventCreate(&e);
+    *event = rc == cudaSuccess ? (void *)e : NULL;
+    return (int)rc;
+}
+
+int pi_kernel_event_destroy(void *event)
+{
+    return event ? (int)cudaEventDestroy((cudaEvent_t)event) : 0;
+}
+
+int pi_kernel_event_record(void *event, void *stream)
+{
+    return (int)cudaEventRecord((cudaEvent_t)event, (cudaStream_t)stream);
+}
+
+int pi_kernel_event_elapsed(float *ms, void *start, void *stop)
+{
+    cudaError_t rc = cudaEventSynchronize((cudaEvent_t)stop);
+    if (rc == cudaSuccess)
+        rc = cudaEventElapsedTime(ms, (cudaEvent_t)start, (cudaEvent_t)stop);
+    return (int)rc;
 }

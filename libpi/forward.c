@@ -17,7 +17,9 @@
 #include <string.h>
 
 #include "ffn.h"
+#include "gpu.h"
 #include "matmul.h"
+#include "moe.h"
 #include "sparse.h"
 #include "threadpool.h"
 #include "vec.h"
@@ -34,6 +36,10 @@ struct pi_ctx {
     float *logits_tmp;            /* n_batch * n_vocab when all logits are asked */
     pi_ffn_scratch ffn;
     pi_sparse *sparse;
+    pi_moe *moe; /* a mixture-of-experts model's routing and scratch */
+    float *moe_act; /* its activations for the observer (pi_moe_observe) */
+    pi_gpu *gpu;
+    uint64_t *gpu_active; /* per layer, the GPU's counts of the last batch */
     pi_ffn_observer observe;
     void *observe_user;
     size_t bytes;
@@ -45,7 +51,9 @@ static size_t acts_row_bytes(const pi_model *m)
     size_t most = pi_acts_row_bytes(m->output.type, m->output.ne0);
     for (int il = 0; il < m->hp.n_layer; il++) {
         const pi_layer *l = &m->layers[il];
-        const pi_weight *ws[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down };
+        const pi_weight *ws[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down,
+                                  &l->gate_inp, &l->gate_exps, &l->up_exps, &l->down_exps,
+                                  &l->gate_shexp, &l->up_shexp, &l->down_shexp };
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
             size_t b = pi_acts_row_bytes(ws[i]->type, ws[i]->ne0);
             most = b > most ? b : most;
@@ -60,6 +68,31 @@ static void *alloc(pi_ctx *c, size_t n, size_t elem)
     return calloc(n ? n : 1, elem);
 }
 
+/* A context whose batches run on the GPU: the sparse module only counts. */
+static pi_ctx *gpu_ctx_new(pi_ctx *c, const pi_ctx_params *p, pi_err *err)
+{
+    const pi_model *m = c->m;
+    bool sparse = m->pred && !p->dense;
+    if (p->gate_floor > 0.0f) {
+        pi_err_set(err, "--gate-floor is not available on the GPU");
+        goto fail;
+    }
+    pi_gpu_params gp = { c->n_ctx, c->n_batch, sparse, p->sparsity_shift, p->vram };
+    pi_sparse_params sp = { p->sparsity_shift, 0.0f, false, true };
+    if (!(c->gpu = pi_gpu_new(m, &gp, err)))
+        goto fail;
+    if (sparse && !(c->sparse = pi_sparse_new(m, c->n_batch, &sp, err)))
+        goto fail;
+    if (!(c->gpu_active = alloc(c, (size_t)m->hp.n_layer, sizeof *c->gpu_active))) {
+        pi_err_set(err, "out of memory");
+        goto fail;
+    }
+    return c;
+fail:
+    pi_ctx_free(c);
+    return NULL;
+}
+
 pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
 {
     const pi_hparams *hp = &m->hp;
@@ -72,6 +105,8 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p && p->n_batch > 0 ? p->n_batch : 64;
     c->ffn.exact = p && p->exact;
+    if (p && p->gpu)
+        return gpu_ctx_new(c, p, err);
     int nt = p && p->n_threads > 0 ? p->n_threads : 1;
     if (!(c->pool = pi_pool_new(nt, err))) {
         free(c);
@@ -79,6 +114,8 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     }
     size_t kv = (size_t)hp->n_head_kv * hp->head_dim, q = (size_t)hp->n_head * hp->head_dim;
     size_t d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff, B = (size_t)c->n_batch;
+    ff = (size_t)hp->n_ff_exp > ff ? (size_t)hp->n_ff_exp : ff; /* MoE: one expert's rows */
+    ff = (size_t)hp->n_ff_shexp > ff ? (size_t)hp->n_ff_shexp : ff;
     c->k_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
     c->v_cache = alloc(c, (size_t)hp->n_layer * c->n_ctx * kv, sizeof(float));
     c->rope_freq = alloc(c, (size_t)hp->n_rot / 2, sizeof(float));
@@ -101,8 +138,12 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
         return NULL;
     }
     pi_sparse_params sp = { p ? p->sparsity_shift : 0.0f, p ? p->gate_floor : 0.0f,
-                            c->ffn.exact };
+                            c->ffn.exact, false };
     if (m->pred && !(p && p->dense) && !(c->sparse = pi_sparse_new(m, c->n_batch, &sp, err))) {
+        pi_ctx_free(c);
+        return NULL;
+    }
+    if (pi_model_is_moe(m) && !(c->moe = pi_moe_new(m, c->n_batch, err))) {
         pi_ctx_free(c);
         return NULL;
     }
@@ -117,6 +158,10 @@ void pi_ctx_free(pi_ctx *c)
         return;
     pi_pool_free(c->pool);
     pi_sparse_free(c->sparse);
+    pi_moe_free(c->moe);
+    free(c->moe_act);
+    pi_gpu_free(c->gpu);
+    free(c->gpu_active);
     free(c->k_cache);
     free(c->v_cache);
     free(c->rope_freq);
@@ -139,12 +184,23 @@ int pi_ctx_n_ctx(const pi_ctx *c) { return c->n_ctx; }
 int pi_ctx_n_batch(const pi_ctx *c) { return c->n_batch; }
 int pi_ctx_n_past(const pi_ctx *c) { return c->n_past; }
 size_t pi_ctx_memory(const pi_ctx *c) { return c->bytes; }
+uint64_t pi_ctx_gpu_memory(const pi_ctx *c) { return c->gpu ? pi_gpu_memory(c->gpu) : 0; }
 pi_sparse *pi_ctx_sparse(pi_ctx *c) { return c->sparse; }
+pi_moe *pi_ctx_moe(pi_ctx *c) { return c->moe; }
 
-void pi_ctx_observe_ffn(pi_ctx *c, pi_ffn_observer fn, void *user)
+int pi_ctx_observe_ffn(pi_ctx *c, pi_ffn_observer fn, void *user, pi_err *err)
 {
+    if (c->moe) {
+        free(c->moe_act);
+        c->moe_act = NULL;
+        if (fn && !(c->moe_act = malloc((size_t)c->n_batch *
+                                        (size_t)pi_moe_row_len(c->m) * sizeof(float))))
+            return pi_err_set(err, "out of memory for the experts' activations");
+        pi_moe_observe(c->moe, c->moe_act);
+    }
     c->observe = fn;
     c->observe_user = user;
+    return 0;
 }
 
 void pi_ctx_truncate(pi_ctx *c, int n_past)
@@ -308,7 +364,9 @@ static void layer(pi_ctx *c, int il, int n)
         c->x[i] += c->xn[i];
     rmsnorm(c->xn, c->x, &l->ffn_norm, n, d, hp->rms_eps);
     /* attn: free now, n x d */
-    if (c->sparse && pi_sparse_layer_on(c->sparse, il)) {
+    if (c->moe) {
+        pi_moe_ffn(c->moe, c->pool, il, c->xn, c->attn, n, &c->ffn);
+    } else if (c->sparse && pi_sparse_layer_on(c->sparse, il)) {
         pi_sparse_ffn(c->sparse, c->pool, il, c->xn, c->attn, c->ffn.gate, n);
     } else {
         pi_ffn_dense(c->pool, l, c->xn, c->attn, n, &c->ffn);
@@ -316,7 +374,7 @@ static void layer(pi_ctx *c, int il, int n)
             pi_sparse_count_dense(c->sparse, il, n);
     }
     if (c->observe)
-        c->observe(c->observe_user, il, c->xn, c->ffn.gate, n);
+        c->observe(c->observe_user, il, c->xn, c->moe ? c->moe_act : c->ffn.gate, n);
     for (int64_t i = 0; i < n * d; i++)
         c->x[i] += c->attn[i];
 }
@@ -329,6 +387,16 @@ static int batch(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool al
         if (tokens[t] < 0 || tokens[t] >= nv)
             return pi_err_set(err, "token id %d out of range (vocabulary of %lld)", tokens[t],
                               (long long)nv);
+    if (c->gpu) {
+        bool count = c->sparse != NULL;
+        if (pi_gpu_batch(c->gpu, tokens, n, c->n_past, logits, all,
+                         count ? c->gpu_active : NULL, err))
+            return -1;
+        for (int il = 0; count && il < m->hp.n_layer; il++)
+            pi_sparse_count(c->sparse, il, n, c->gpu_active[il]);
+        c->n_past += n;
+        return 0;
+    }
     for (int t = 0; t < n; t++)
         pi_weight_row(&m->tok_embd, tokens[t], c->x + t * d);
     rope_angles(c, n);

@@ -19,7 +19,11 @@ static const struct {
     { "llama", PI_ARCH_LLAMA, PI_ROPE_NORM },
     { "qwen2", PI_ARCH_QWEN2, PI_ROPE_NEOX },
     { "qwen3", PI_ARCH_QWEN3, PI_ROPE_NEOX },
+    { "qwen2moe", PI_ARCH_QWEN2MOE, PI_ROPE_NEOX },
+    { "qwen3moe", PI_ARCH_QWEN3MOE, PI_ROPE_NEOX },
 };
+
+bool pi_model_is_moe(const pi_model *m) { return m->hp.n_expert > 0; }
 
 const char *pi_arch_name(pi_arch a)
 {
@@ -59,6 +63,31 @@ static float get_float(const pi_gguf *g, const char *arch, const char *key, floa
     return pi_gguf_get_f32(g, full, &v) ? dflt : v;
 }
 
+/* The router's shape: E experts of n_ff_exp neurons, k used per token;
+ * qwen2moe adds a shared expert.  Whether the k weights are renormalised is
+ * the architecture's (Qwen3-MoE does, Qwen1.5-MoE does not) unless the file
+ * says otherwise. */
+static int load_moe(const pi_gguf *g, const char *arch, pi_hparams *hp, pi_err *err)
+{
+    if (get_int(g, arch, "expert_count", &hp->n_expert, true, err) ||
+        get_int(g, arch, "expert_used_count", &hp->n_expert_used, true, err) ||
+        get_int(g, arch, "expert_feed_forward_length", &hp->n_ff_exp, true, err))
+        return -1;
+    if (hp->arch == PI_ARCH_QWEN2MOE &&
+        get_int(g, arch, "expert_shared_feed_forward_length", &hp->n_ff_shexp, true, err))
+        return -1;
+    if (hp->n_expert_used > hp->n_expert || hp->n_expert > 4096)
+        return pi_err_set(err, "%s: %d experts used of %d: inconsistent", pi_gguf_path(g),
+                          hp->n_expert_used, hp->n_expert);
+    char key[128];
+    bool norm;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
+    hp->expert_norm = pi_gguf_get_bool(g, key, &norm) ? hp->arch == PI_ARCH_QWEN3MOE : norm;
+    /* n_ff sizes what is not per expert; a MoE file may leave it out */
+    hp->n_ff = hp->n_ff_exp;
+    return get_int(g, arch, "feed_forward_length", &hp->n_ff, false, err);
+}
+
 static int load_hparams(const pi_gguf *g, pi_hparams *hp, pi_err *err)
 {
     char arch[32];
@@ -70,11 +99,13 @@ static int load_hparams(const pi_gguf *g, pi_hparams *hp, pi_err *err)
         i++;
     if (i == sizeof archs / sizeof archs[0])
         return pi_err_set(err, "%s: unsupported architecture '%s' (pi runs llama, qwen2, "
-                          "qwen3)", path, arch);
+                          "qwen3, qwen2moe, qwen3moe)", path, arch);
     *hp = (pi_hparams){ .arch = archs[i].arch, .rope_type = archs[i].rope };
+    bool moe = hp->arch == PI_ARCH_QWEN2MOE || hp->arch == PI_ARCH_QWEN3MOE;
     if (get_int(g, arch, "block_count", &hp->n_layer, true, err) ||
         get_int(g, arch, "embedding_length", &hp->n_embd, true, err) ||
-        get_int(g, arch, "feed_forward_length", &hp->n_ff, true, err) ||
+        (moe ? load_moe(g, arch, hp, err)
+             : get_int(g, arch, "feed_forward_length", &hp->n_ff, true, err)) ||
         get_int(g, arch, "attention.head_count", &hp->n_head, true, err))
         return -1;
     hp->n_head_kv = hp->n_head;
@@ -120,28 +151,70 @@ static int bind(const pi_gguf *g, pi_weight *w, const char *name, int64_t ne0, i
     return 0;
 }
 
+/* A 3-D expert tensor: E matrices of rows x ne0, checked dimension by
+ * dimension so that a wrong expert count is named as such. */
+static int bind_experts(const pi_gguf *g, pi_weight *w, const char *name, int64_t ne0,
+                        int64_t rows, int n_expert, pi_err *err)
+{
+    const pi_gguf_tensor *t = pi_gguf_find_tensor(g, name);
+    if (!t)
+        return pi_err_set(err, "%s: missing tensor '%s'", pi_gguf_path(g), name);
+    if (t->ne[0] != ne0 || t->ne[1] != rows || t->ne[2] != n_expert || t->ne[3] != 1)
+        return pi_err_set(err, "%s: tensor '%s' is %lld x %lld x %lld, expected %d experts of "
+                          "%lld x %lld", pi_gguf_path(g), name, (long long)t->ne[0],
+                          (long long)t->ne[1], (long long)t->ne[2], n_expert, (long long)ne0,
+                          (long long)rows);
+    return bind(g, w, name, ne0, rows * n_expert, true, err);
+}
+
+static int bind_moe(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, pi_err *err)
+{
+    char n[96];
+    int64_t d = hp->n_embd, fe = hp->n_ff_exp, fs = hp->n_ff_shexp;
+    int E = hp->n_expert;
+    bool shared = hp->arch == PI_ARCH_QWEN2MOE;
+#define N(suffix) (snprintf(n, sizeof n, "blk.%d.%s", il, suffix), n)
+    if (bind(g, &l->gate_inp, N("ffn_gate_inp.weight"), d, E, true, err) ||
+        bind_experts(g, &l->gate_exps, N("ffn_gate_exps.weight"), d, fe, E, err) ||
+        bind_experts(g, &l->up_exps, N("ffn_up_exps.weight"), d, fe, E, err) ||
+        bind_experts(g, &l->down_exps, N("ffn_down_exps.weight"), fe, d, E, err))
+        return -1;
+    if (shared && (bind(g, &l->gate_inp_shexp, N("ffn_gate_inp_shexp.weight"), d, 1, true, err) ||
+                   bind(g, &l->gate_shexp, N("ffn_gate_shexp.weight"), d, fs, true, err) ||
+                   bind(g, &l->up_shexp, N("ffn_up_shexp.weight"), d, fs, true, err) ||
+                   bind(g, &l->down_shexp, N("ffn_down_shexp.weight"), fs, d, true, err)))
+        return -1;
+#undef N
+    return 0;
+}
+
 static int bind_layer(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, bool packed,
                       pi_err *err)
 {
     char n[96];
     int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
     int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
-    bool bias = hp->arch == PI_ARCH_QWEN2, qk_norm = hp->arch == PI_ARCH_QWEN3;
+    bool bias = hp->arch == PI_ARCH_QWEN2 || hp->arch == PI_ARCH_QWEN2MOE;
+    bool qk_norm = hp->arch == PI_ARCH_QWEN3 || hp->arch == PI_ARCH_QWEN3MOE;
 #define B(field, suffix, a, b, req)                                                          \
     (snprintf(n, sizeof n, "blk.%d.%s", il, suffix), bind(g, &l->field, n, a, b, req, err))
-    return B(attn_norm, "attn_norm.weight", d, 1, true) || B(wq, "attn_q.weight", d, q, true) ||
-           B(wk, "attn_k.weight", d, kv, true) || B(wv, "attn_v.weight", d, kv, true) ||
-           B(wo, "attn_output.weight", q, d, true) || B(bq, "attn_q.bias", q, 1, bias) ||
-           B(bk, "attn_k.bias", kv, 1, bias) || B(bv, "attn_v.bias", kv, 1, bias) ||
-           B(q_norm, "attn_q_norm.weight", hp->head_dim, 1, qk_norm) ||
-           B(k_norm, "attn_k_norm.weight", hp->head_dim, 1, qk_norm) ||
-           B(ffn_norm, "ffn_norm.weight", d, 1, true) ||
-           B(gate, "ffn_gate.weight", d, ff, true) || B(up, "ffn_up.weight", d, ff, true) ||
-           (packed ? B(down, "ffn_down_t.weight", d, ff, true)
-                   : B(down, "ffn_down.weight", ff, d, true))
-               ? -1
-               : (l->down_t = packed, 0);
+    if (B(attn_norm, "attn_norm.weight", d, 1, true) || B(wq, "attn_q.weight", d, q, true) ||
+        B(wk, "attn_k.weight", d, kv, true) || B(wv, "attn_v.weight", d, kv, true) ||
+        B(wo, "attn_output.weight", q, d, true) || B(bq, "attn_q.bias", q, 1, bias) ||
+        B(bk, "attn_k.bias", kv, 1, bias) || B(bv, "attn_v.bias", kv, 1, bias) ||
+        B(q_norm, "attn_q_norm.weight", hp->head_dim, 1, qk_norm) ||
+        B(k_norm, "attn_k_norm.weight", hp->head_dim, 1, qk_norm) ||
+        B(ffn_norm, "ffn_norm.weight", d, 1, true))
+        return -1;
+    if (hp->n_expert)
+        return bind_moe(g, hp, il, l, err);
+    if (B(gate, "ffn_gate.weight", d, ff, true) || B(up, "ffn_up.weight", d, ff, true) ||
+        (packed ? B(down, "ffn_down_t.weight", d, ff, true)
+                : B(down, "ffn_down.weight", ff, d, true)))
+        return -1;
 #undef B
+    l->down_t = packed;
+    return 0;
 }
 
 /* The pi section and the predictors of a packed model, checked against the
@@ -203,6 +276,11 @@ pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err)
         goto fail;
     }
     bool packed = pi_packinfo_present(g);
+    if (packed && hp->n_expert) {
+        pi_err_set(err, "%s: a packed mixture-of-experts model: pi-pack does not write these yet",
+                   pi_gguf_path(g));
+        goto fail;
+    }
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(g, hp, il, &m->layers[il], packed, err))
             goto fail;
@@ -249,7 +327,9 @@ uint64_t pi_model_weight_bytes(const pi_model *m)
         const pi_layer *l = &m->layers[il];
         const pi_weight *all[] = { &l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo, &l->bq,
                                    &l->bk, &l->bv, &l->q_norm, &l->k_norm, &l->ffn_norm,
-                                   &l->gate, &l->up, &l->down };
+                                   &l->gate, &l->up, &l->down, &l->gate_inp, &l->gate_exps,
+                                   &l->up_exps, &l->down_exps, &l->gate_inp_shexp,
+                                   &l->gate_shexp, &l->up_shexp, &l->down_shexp };
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
             b += bytes(all[i]);
     }

@@ -7,7 +7,14 @@
  *   llama   Llama 2/3, SmolLM2, TinyLlama, Mistral: GQA, RoPE (adjacent
  *           pairs), SwiGLU, RMSNorm, tied or untied output;
  *   qwen2   as llama plus q/k/v biases, RoPE on split halves (NeoX);
- *   qwen3   as qwen2 without biases, with RMSNorm of each q and k head.
+ *   qwen3   as qwen2 without biases, with RMSNorm of each q and k head;
+ *   qwen2moe  qwen2 attention; the FFN is a mixture of experts: a router
+ *           picks the top k of E experts per token (softmax weights, not
+ *           renormalised) and a shared expert, gated by a sigmoid, is added;
+ *   qwen3moe  qwen3 attention; top k of E experts, weights renormalised to
+ *           sum 1, no shared expert.
+ * A MoE layer's experts are 3-D GGUF tensors (ffn_{gate,up,down}_exps), held
+ * here as one matrix whose rows are expert after expert (moe.h).
  *
  * A model packed by pi-pack (man/pi-gguf.5) opens the same way; its layers
  * then have a neuron-major down projection and the model carries its pi
@@ -24,7 +31,13 @@
 #include "gguf.h"
 #include "quant.h"
 
-typedef enum pi_arch { PI_ARCH_LLAMA, PI_ARCH_QWEN2, PI_ARCH_QWEN3 } pi_arch;
+typedef enum pi_arch {
+    PI_ARCH_LLAMA,
+    PI_ARCH_QWEN2,
+    PI_ARCH_QWEN3,
+    PI_ARCH_QWEN2MOE,
+    PI_ARCH_QWEN3MOE
+} pi_arch;
 
 typedef enum pi_rope_type {
     PI_ROPE_NORM, /* rotate (x[2i], x[2i+1]) */
@@ -37,6 +50,10 @@ typedef struct pi_hparams {
     int n_rot; /* dimensions of each head that RoPE rotates */
     float rope_base, rms_eps;
     pi_rope_type rope_type;
+    /* mixture of experts (0 for a dense model) */
+    int n_expert, n_expert_used; /* E, and k experts per token */
+    int n_ff_exp, n_ff_shexp;    /* neurons of each expert, of the shared one */
+    bool expert_norm;            /* renormalise the k weights to sum 1 */
 } pi_hparams;
 
 /* A weight: rows of ne0 elements, ne1 rows (vectors have ne1 == 1). */
@@ -51,6 +68,12 @@ typedef struct pi_weight {
 typedef struct pi_layer {
     pi_weight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
     pi_weight ffn_norm, gate, up, down;
+    /* MoE layers (gate, up and down above then empty): the router (E rows),
+     * the experts as one matrix each, expert e's rows at e * n_ff_exp (gate,
+     * up) and e * n_embd (down), and qwen2moe's shared expert and its gate
+     * (one row) */
+    pi_weight gate_inp, gate_exps, up_exps, down_exps;
+    pi_weight gate_inp_shexp, gate_shexp, up_shexp, down_shexp;
     /* down is neuron-major (a packed model's ffn_down_t: n_ff rows of n_embd,
      * one per neuron) rather than GGUF's n_embd rows of n_ff */
     bool down_t;
@@ -75,9 +98,12 @@ pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err);
 void pi_model_close(pi_model *m);
 
 const char *pi_arch_name(pi_arch a);
+/* Whether the model's FFNs are mixtures of experts. */
+bool pi_model_is_moe(const pi_model *m);
 /* Row r of a weight, as float (for embedding lookups). */
 int pi_weight_row(const pi_weight *w, int64_t r, float *out);
-/* Bytes of weights read per generated token (every matrix once). */
+/* Bytes of all weights: what one generated token reads from a dense model
+ * (every matrix once); a mixture of experts reads only its chosen experts. */
 uint64_t pi_model_weight_bytes(const pi_model *m);
 
 #endif

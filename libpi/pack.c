@@ -70,6 +70,9 @@ static int check_inputs(const pi_model *m, const pi_predictor *pred,
     const char *path = pi_gguf_path(m->gguf);
     if (m->pack)
         return pi_err_set(err, "%s: already packed (pack the original model)", path);
+    if (pi_model_is_moe(m))
+        return pi_err_set(err, "%s: a mixture of experts: pi-pack does not order experts yet",
+                          path);
     const char *sn = p->stats_name ? p->stats_name : "statistics";
     const char *pn = p->pred_name ? p->pred_name : "predictors";
     if (st->fingerprint != fp)

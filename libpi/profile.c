@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "forward.h"
+#include "moe.h"
 
 struct pi_profile {
     const pi_model *m;
@@ -42,14 +43,24 @@ void pi_profile_trace_info(const pi_model *m, const pi_profile_params *p, pi_tra
         snprintf(info->model, sizeof info->model, "%s", pi_arch_name(hp->arch));
 }
 
+int64_t pi_profile_n_ff(const pi_model *m)
+{
+    return pi_model_is_moe(m) ? pi_moe_row_len(m) : m->hp.n_ff;
+}
+
 static void observe(void *user, int il, const float *x, const float *act, int n)
 {
     pi_profile *pf = user;
-    int64_t ff = pf->m->hp.n_ff, d = pf->m->hp.n_embd;
+    int64_t ff = pi_profile_n_ff(pf->m), d = pf->m->hp.n_embd;
     if (n <= pf->skip)
         return;
     if (pf->p.stats)
         pi_actstats_add(pf->p.stats, il, act + pf->skip * ff, n - pf->skip);
+    if (pf->p.experts)
+        pi_expertstats_add(pf->p.experts, il,
+                           pi_moe_chosen(pi_ctx_moe(pf->ctx)) +
+                               (size_t)pf->skip * pf->m->hp.n_expert_used,
+                           n - pf->skip);
     int slot = pf->p.trace ? pi_trace_slot(&pf->info, il) : -1;
     if (slot < 0)
         return;
@@ -61,6 +72,11 @@ static void observe(void *user, int il, const float *x, const float *act, int n)
 
 pi_profile *pi_profile_new(const pi_model *m, const pi_profile_params *p, pi_err *err)
 {
+    if (pi_model_is_moe(m) && p->trace) {
+        pi_err_set(err, "%s: a mixture of experts: pi-profile writes its statistics only "
+                   "(--stats-only); traces of experts are not written yet", pi_gguf_path(m->gguf));
+        return NULL;
+    }
     pi_profile *pf = calloc(1, sizeof *pf);
     if (!pf) {
         pi_err_set(err, "out of memory");
@@ -91,7 +107,10 @@ pi_profile *pi_profile_new(const pi_model *m, const pi_profile_params *p, pi_err
         pi_err_set(err, "out of memory");
         return NULL;
     }
-    pi_ctx_observe_ffn(pf->ctx, observe, pf);
+    if (pi_ctx_observe_ffn(pf->ctx, observe, pf, err)) {
+        pi_profile_free(pf);
+        return NULL;
+    }
     return pf;
 }
 

@@ -8,7 +8,8 @@
  * most ctx - 1 tokens of context, as in perplexity measurements.  BOS is
  * never recorded: it is not text, and its activations are atypical.
  *
- * Statistics see every text token of every layer.  The trace records one
+ * Statistics see every text token of every layer (and a mixture of experts'
+ * routing).  The trace records one
  * token of every `every` (which one of each group is drawn from `seed`, so
  * sampling does not lock onto positions) and only the chosen layers.  The
  * result depends on the inputs and the seed, not on the thread count.
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "actstats.h"
+#include "expertstats.h"
 #include "err.h"
 #include "model.h"
 #include "trace.h"
@@ -34,7 +36,8 @@ typedef struct pi_profile_params {
     int64_t max_tokens; /* stop after this many text tokens; 0: no limit */
     const bool *layers; /* n_layer flags: which layers the trace records; NULL: all */
     pi_trace_writer *trace; /* NULL: no trace */
-    pi_actstats *stats;     /* NULL: no statistics */
+    pi_actstats *stats;     /* NULL: no statistics; rows of pi_profile_n_ff() */
+    pi_expertstats *experts; /* a mixture of experts' routing; NULL: not kept */
     /* Called after each forward pass with the text tokens done so far; a
      * non-zero return stops the profile (pi_profile_text fails with
      * "interrupted"). */
@@ -43,6 +46,12 @@ typedef struct pi_profile_params {
 } pi_profile_params;
 
 typedef struct pi_profile pi_profile;
+
+/* Neurons per layer as profiled: n_ff, or for a mixture of experts every
+ * expert's neurons side by side (moe.h), whose activations are the chosen
+ * experts' weighted ones and 0 elsewhere.  A mixture of experts is profiled
+ * for statistics only (no trace). */
+int64_t pi_profile_n_ff(const pi_model *m);
 
 pi_profile *pi_profile_new(const pi_model *m, const pi_profile_params *p, pi_err *err);
 void pi_profile_free(pi_profile *pf);

@@ -121,6 +121,8 @@ pi_sparse *pi_sparse_new(const pi_model *m, int n_batch, const pi_sparse_params 
     s->kept = calloc((size_t)s->n_layer, sizeof *s->kept);
     if (!s->layers || !s->active || !s->kept)
         goto oom;
+    if (p && p->count_only)
+        return s;
     size_t params = 0;
     for (int il = 0; il < s->n_layer; il++) {
         pi_predictor_layer pl;
@@ -398,8 +400,13 @@ void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *o
 
 void pi_sparse_count_dense(pi_sparse *s, int il, int n)
 {
-    s->active[il] += (uint64_t)n * (uint64_t)s->n_ff;
-    s->kept[il] += (uint64_t)n * (uint64_t)s->n_ff;
+    pi_sparse_count(s, il, n, (uint64_t)n * (uint64_t)s->n_ff);
+}
+
+void pi_sparse_count(pi_sparse *s, int il, int n, uint64_t active)
+{
+    s->active[il] += active;
+    s->kept[il] += active;
     if (il == 0)
         s->tokens += (uint64_t)n;
 }

@@ -51,6 +51,9 @@ typedef struct pi_sparse_params {
     float gate_floor; /* 0: no gate check */
     bool exact;       /* float activations for gate and up (the reference-
                          precision path) */
+    bool count_only;  /* statistics only: the FFNs run elsewhere (the GPU),
+                         which reports with pi_sparse_count(); pi_sparse_ffn
+                         must not be called */
 } pi_sparse_params;
 
 /* For model m (which must carry predictors: m->pred), contexts of up to
@@ -75,5 +78,8 @@ pi_sparse_stats pi_sparse_get_stats(const pi_sparse *s);
 void pi_sparse_reset_stats(pi_sparse *s);
 /* Counts tokens of a layer computed dense (rank 0) as fully active. */
 void pi_sparse_count_dense(pi_sparse *s, int il, int n);
+/* Counts n tokens of layer il that selected `active` neurons in all, as
+ * computed elsewhere (every selected neuron kept). */
+void pi_sparse_count(pi_sparse *s, int il, int n, uint64_t active);
 
 #endif

@@ -7,13 +7,36 @@
  * runs sparse unless --dense 1; --shift D moves the thresholds, --gate-floor F
  * turns the gate check on (sparse.h); --active 1
  * prints, after the prompt, the neurons computed per layer (sparse.h).
+ * --gpu 1 runs every layer on the CUDA device (gpu.h).  --experts 1 prints,
+ * after the prompt, how often a mixture of experts chose each expert of each
+ * layer (moe.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "forward.h"
+#include "moe.h"
 #include "sparse.h"
+
+/* How often each expert of each layer was chosen over the prompt, as
+ * "layer L: c0 c1 ..." lines (moe.h keeps counts, not every choice). */
+static int print_experts(pi_ctx *c)
+{
+    const pi_moe *e = pi_ctx_moe(c);
+    if (!e) {
+        fprintf(stderr, "tool_logits: --experts: not a mixture of experts\n");
+        return 1;
+    }
+    const pi_hparams *hp = &pi_ctx_model(c)->hp;
+    for (int il = 0; il < hp->n_layer; il++) {
+        printf("layer %d:", il);
+        for (int x = 0; x < hp->n_expert; x++)
+            printf(" %llu", (unsigned long long)pi_moe_usage(e)[(size_t)il * hp->n_expert + x]);
+        putchar('\n');
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -23,7 +46,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *out = NULL;
-    int greedy = 0, active = 0;
+    int greedy = 0, active = 0, experts = 0;
     pi_ctx_params cp = { .n_ctx = 1024, .n_threads = 1 };
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--out"))
@@ -42,8 +65,12 @@ int main(int argc, char **argv)
             cp.sparsity_shift = strtof(argv[i + 1], NULL);
         else if (!strcmp(argv[i], "--gate-floor"))
             cp.gate_floor = strtof(argv[i + 1], NULL);
+        else if (!strcmp(argv[i], "--gpu"))
+            cp.gpu = atoi(argv[i + 1]) != 0;
         else if (!strcmp(argv[i], "--active"))
             active = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--experts"))
+            experts = atoi(argv[i + 1]);
     }
     int32_t ids[1024];
     int n = 0;
@@ -79,6 +106,8 @@ int main(int argc, char **argv)
             printf(" %llu", (unsigned long long)st.kept[il]);
         putchar('\n');
     }
+    if (experts && print_experts(c))
+        return 1;
     if (out) {
         FILE *f = fopen(out, "wb");
         if (!f || fwrite(logits, sizeof *logits, (size_t)nv, f) != (size_t)nv || fclose(f)) {

@@ -186,7 +186,7 @@ static int64_t load_texts(const opts *o, const pi_tokenizer *tk, text *texts)
 
 static void print_table(const pi_actstats *st, const pi_model *m)
 {
-    int ff = m->hp.n_ff;
+    int ff = (int)pi_profile_n_ff(m); /* a mixture of experts: all experts' neurons */
     fprintf(stderr, "\nneurons needed per token to keep 90/95/99%% of the activation mass "
                     "(mean, of %d)\n", ff);
     fprintf(stderr, "                                              share of firings carried\n"
@@ -213,7 +213,38 @@ static void print_table(const pi_actstats *st, const pi_model *m)
     fprintf(stderr, "\n");
 }
 
-static int stats_write(tool_out *sf, const opts *o, const pi_actstats *st, const pi_model *m)
+/* A mixture of experts: how concentrated the routing is, and how many of
+ * the chosen experts' neurons a token needs. */
+static void print_experts(const pi_actstats *st, const pi_expertstats *es, const pi_model *m)
+{
+    const pi_hparams *hp = &m->hp;
+    double active = (double)hp->n_expert_used * hp->n_ff_exp;
+    double row = (double)hp->n_expert * hp->n_ff_exp;
+    fprintf(stderr, "\nexperts: %d per token of %d; share of routings served by the most used "
+            "10%% / 25%% of experts,\nand neurons needed of the %.0f in the chosen experts "
+            "(mean, 90/95/99%% of the mass)\nlayer   top 10%%  top 25%%  unused      90%%     "
+            "95%%     99%%\n", hp->n_expert_used, hp->n_expert, active);
+    double sum[5] = { 0 };
+    for (int il = 0; il < hp->n_layer; il++) {
+        pi_expertstats_summary e;
+        pi_actstats_summary s;
+        pi_err err;
+        if (pi_expertstats_summary_get(es, il, &e) || pi_actstats_summary_get(st, il, &s, &err))
+            continue;
+        double f[5] = { e.top10_share, e.top25_share, s.needed_mean[0] * row / active,
+                        s.needed_mean[1] * row / active, s.needed_mean[2] * row / active };
+        fprintf(stderr, "%5d   %5.1f%%   %5.1f%%   %5.1f%%   %5.1f%%  %5.1f%%  %5.1f%%\n", il,
+                100 * f[0], 100 * f[1], 100 * e.unused, 100 * f[2], 100 * f[3], 100 * f[4]);
+        for (int i = 0; i < 5; i++)
+            sum[i] += f[i];
+    }
+    fprintf(stderr, " mean   %5.1f%%   %5.1f%%             %5.1f%%  %5.1f%%  %5.1f%%\n",
+            100 * sum[0] / hp->n_layer, 100 * sum[1] / hp->n_layer, 100 * sum[2] / hp->n_layer,
+            100 * sum[3] / hp->n_layer, 100 * sum[4] / hp->n_layer);
+}
+
+static int stats_write(tool_out *sf, const opts *o, const pi_actstats *st,
+                       const pi_expertstats *es, const pi_model *m)
 {
     char arch[64] = "";
     pi_gguf_get_cstr(m->gguf, "general.architecture", arch, sizeof arch);
@@ -221,7 +252,8 @@ static int stats_write(tool_out *sf, const opts *o, const pi_actstats *st, const
     meta.ctx = o->ctx < m->hp.n_ctx_train ? o->ctx : m->hp.n_ctx_train;
     pi_err err;
     const char *name = sf->path ? sf->path : "(stdout)";
-    if (pi_actstats_write_yaml(st, &meta, sf->f, name, &err)) {
+    if (pi_actstats_write_yaml(st, &meta, sf->f, name, &err) ||
+        (es && pi_expertstats_write_yaml(es, sf->f, name, &err))) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return -1;
     }
@@ -246,14 +278,28 @@ static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const tex
         }
     }
     pi_err err;
-    pi_actstats *st = pi_actstats_new(m->hp.n_layer, m->hp.n_ff, &err);
+    bool moe = pi_model_is_moe(m);
+    if (moe && !o->stats_only) {
+        fprintf(stderr, "%s: %s: a mixture of experts: pi-profile writes its statistics only "
+                "(--stats-only); traces of experts are not written yet\n", prog, o->model);
+        free(layers);
+        return 1;
+    }
+    pi_actstats *st = pi_actstats_new(m->hp.n_layer, (int)pi_profile_n_ff(m), &err);
+    pi_expertstats *es = NULL;
+    if (st && moe && !(es = pi_expertstats_new(m->hp.n_layer, m->hp.n_expert,
+                                               m->hp.n_expert_used, &err))) {
+        pi_actstats_free(st);
+        st = NULL;
+    }
     pi_trace_writer *tw = NULL;
     pi_profile *pf = NULL;
     progress pr = { o->tokens && o->tokens < total ? o->tokens : total, now(), 0,
                     !o->quiet && isatty(2) };
     pi_profile_params pp = { .ctx = o->ctx, .batch = o->batch, .threads = o->threads,
                              .every = o->every, .seed = o->seed, .max_tokens = o->tokens,
-                             .layers = layers, .stats = st, .progress = show_progress,
+                             .layers = layers, .stats = st, .experts = es,
+                             .progress = show_progress,
                              .user = &pr, .bos = -1 };
     tool_out sf = { 0 };
     bool want_stats = o->stats || o->stats_only;
@@ -282,7 +328,7 @@ static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const tex
     uint64_t bytes = tw ? pi_trace_writer_bytes(tw) : 0;
     /* The statistics are complete on disk before the trace is put in place,
      * and put in place after it: a failure leaves neither. */
-    if (want_stats && stats_write(&sf, o, st, m))
+    if (want_stats && stats_write(&sf, o, st, es, m))
         goto done;
     if (tw) {
         int crc = pi_trace_writer_commit(tw, &err);
@@ -305,6 +351,8 @@ static int profile(const opts *o, pi_model *m, const pi_tokenizer *tk, const tex
                     (long long)r, (double)bytes / (1 << 20), r ? (double)bytes / (double)r : 0.0);
         fprintf(stderr, "\n");
         print_table(st, m);
+        if (es)
+            print_experts(st, es, m);
     }
     goto done;
 fail:
@@ -316,6 +364,7 @@ done:
     pi_trace_writer_abort(tw);
     pi_profile_free(pf);
     pi_actstats_free(st);
+    pi_expertstats_free(es);
     free(layers);
     return rc;
 }

@@ -11,8 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cuda.h"
 #include "forward.h"
+#include "gpu.h"
 #include "json.h"
+#include "moe.h"
 #include "sparse.h"
 #include "perplexity.h"
 #include "placement.h"
@@ -27,6 +30,7 @@ typedef struct opts {
     const char *model, *prompt, *prompt_file, *ppl_file, *system;
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
     bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, sparse_opt, ppl_argmax;
+    bool gpu, cpu_fallback; /* --gpu (or a --vram the whole model fits in) */
     /* sparse_opt: --sparsity-shift or a nonzero --gate-floor was given */
     float shift, gate_floor; /* --sparsity-shift, --gate-floor */
     uint64_t vram; /* 0: no GPU */
@@ -76,10 +80,17 @@ static void usage(FILE *f)
         "                          first, then up and down only where |silu(gate)| is\n"
         "                          at least F times their mean (default 0: off)\n"
         "      --json              print one JSON object with the text and statistics\n"
-        "      --vram SIZE         GPU memory budget (e.g. 6G) for a packed model's\n"
-        "                          placement; today only with --dry-run\n"
-        "      --dry-run           print the placement plan for --vram (attention, KV\n"
-        "                          cache for --ctx-size, then the hottest neurons) and exit\n"
+        "      --gpu               run every layer on the CUDA GPU, dense or sparse,\n"
+        "                          with the KV cache in GPU memory\n"
+        "      --vram SIZE         GPU memory pi may take (e.g. 6G); the model runs on\n"
+        "                          the GPU when it fits whole (weights, KV cache for\n"
+        "                          --ctx-size, scratch)\n"
+        "      --cpu-fallback      with --gpu or --vram: run on the CPU, with a warning,\n"
+        "                          when no GPU can be used\n"
+        "      --dry-run           print the GPU plan and exit: with --gpu, the bytes a\n"
+        "                          full-GPU run takes; with --vram alone, a packed\n"
+        "                          model's placement (attention, KV cache, then the\n"
+        "                          hottest neurons)\n"
         "  -q, --quiet             no statistics on stderr\n"
         "      --config FILE       read options from a YAML file\n"
         "  -h, --help              show this help and exit\n"
@@ -107,7 +118,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
 {
     opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
-           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX, FLOOR };
+           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX, FLOOR, GPU, FALLBACK };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
         { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
@@ -120,7 +131,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
         { "no-special", 0, 0, NOSPECIAL }, { "ignore-eos", 0, 0, IGNEOS },
         { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { "dense", 0, 0, DENSE },
         { "sparsity-shift", 1, 0, SHIFT }, { "ppl-argmax", 0, 0, ARGMAX },
-        { "gate-floor", 1, 0, FLOOR }, { 0, 0, 0, 0 },
+        { "gate-floor", 1, 0, FLOOR }, { "gpu", 0, 0, GPU }, { "cpu-fallback", 0, 0, FALLBACK },
+        { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){ .model = DEFAULT_MODEL, .n_predict = 128, .threads = cpus > 0 ? (int)cpus : 1,
@@ -164,6 +176,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
             }
             break;
         case DRYRUN: o->dry_run = true; break;
+        case GPU: o->gpu = true; break;
+        case FALLBACK: o->cpu_fallback = true; break;
         case DENSE: o->dense = true; break;
         case ARGMAX: o->ppl_argmax = true; break;
         case FLOOR: rc = num("gate-floor", optarg, 0, 100, &v); o->gate_floor = (float)v;
@@ -190,11 +204,19 @@ static int parse_args(int argc, char **argv, void *opts_out)
                 prog);
         return 2;
     }
-    if (o->dry_run != (o->vram != 0)) {
-        fprintf(stderr, "%s: %s\n", prog, o->dry_run ? "--dry-run needs --vram SIZE"
-                        : "--vram: GPU inference is not built yet; --dry-run prints the plan");
+    if (o->dry_run && !o->vram && !o->gpu) {
+        fprintf(stderr, "%s: --dry-run needs --gpu or --vram SIZE\n", prog);
         return 2;
     }
+    if (o->cpu_fallback && !o->vram && !o->gpu) {
+        fprintf(stderr, "%s: --cpu-fallback needs --gpu or --vram SIZE\n", prog);
+        return 2;
+    }
+    if ((o->gpu || o->vram) && o->gate_floor > 0) {
+        fprintf(stderr, "%s: --gate-floor is not available on the GPU\n", prog);
+        return 2;
+    }
+    o->gpu = o->gpu || (o->vram && !o->dry_run); /* a budget to run in means the GPU */
     return 0;
 }
 
@@ -204,6 +226,8 @@ static double now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+static double gib(uint64_t b) { return (double)b / 1073741824.0; }
 
 static long peak_rss_kb(void)
 {
@@ -229,9 +253,29 @@ static double mean_fraction(const pi_sparse_stats *st, const uint64_t *count)
     return denom > 0 ? all / denom : 1.0;
 }
 
+/* A mixture of experts: how often each expert of each layer was chosen
+ * since the context was made (prompt and generation). */
+static void experts_json(pi_ctx *ctx)
+{
+    const pi_moe *e = pi_ctx_moe(ctx);
+    const pi_hparams *hp = &pi_ctx_model(ctx)->hp;
+    const uint64_t *u = pi_moe_usage(e);
+    printf("\"experts\": %d, \"experts_per_token\": %d, \"expert_usage\": [", hp->n_expert,
+           hp->n_expert_used);
+    for (int il = 0; il < hp->n_layer; il++) {
+        printf("%s[", il ? ", " : "");
+        for (int x = 0; x < hp->n_expert; x++)
+            printf("%s%llu", x ? ", " : "", (unsigned long long)u[(size_t)il * hp->n_expert + x]);
+        putchar(']');
+    }
+    fputs("], ", stdout);
+}
+
 /* The sparse fields of --json (after a comma), over `seconds` of work. */
 static void sparse_json(pi_ctx *ctx, double seconds)
 {
+    if (pi_ctx_moe(ctx))
+        experts_json(ctx);
     pi_sparse *sp = pi_ctx_sparse(ctx);
     if (!sp) {
         fputs("\"mode\": \"dense\", \"active_fraction\": 1.0", stdout);
@@ -268,6 +312,18 @@ static void sparse_line(pi_ctx *ctx, double seconds, const char *what)
                 pi_sparse_gate_floor(sp));
     fprintf(stderr, "; predictors %.1f%% of %s time\n",
             seconds > 0 ? 100.0 * st.predictor_s / seconds : 0.0, what);
+}
+
+/* "2 threads", or "GPU, 1.23 GiB" */
+static const char *device_words(const pi_ctx *ctx, int threads)
+{
+    static char buf[64]; /* one caller at a time: the end-of-run line */
+    uint64_t g = pi_ctx_gpu_memory(ctx);
+    if (g)
+        snprintf(buf, sizeof buf, "GPU, %.2f GiB", gib(g));
+    else
+        snprintf(buf, sizeof buf, "%d threads", threads);
+    return buf;
 }
 
 static void ppl_progress(void *user, int w, int nw, const pi_ppl *p)
@@ -401,6 +457,9 @@ static void print_json(const char *text, size_t len, const int32_t *gen, size_t 
            "\"peak_rss_bytes\": %ld, ", n_prompt, n_prompt / t_prompt, n_gen,
            n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, r->o->threads, pi_ctx_n_ctx(r->ctx),
            peak_rss_kb() * 1024);
+    printf("\"device\": \"%s\", \"gpu_memory_bytes\": %llu, ",
+           pi_ctx_gpu_memory(r->ctx) ? "gpu" : "cpu",
+           (unsigned long long)pi_ctx_gpu_memory(r->ctx));
     sparse_json(r->ctx, t_gen);
     puts("}");
 }
@@ -470,8 +529,9 @@ static int generate(run *r)
         putchar('\n');
     if (!o->quiet && !o->json)
         fprintf(stderr, "%s: prompt %zu tokens, %.1f tokens/s; generated %d tokens, "
-                "%.1f tokens/s; %d threads; peak RSS %.1f MiB\n", prog, n, n / t_prompt, n_gen,
-                n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, o->threads, peak_rss_kb() / 1024.0);
+                "%.1f tokens/s; %s; peak RSS %.1f MiB\n", prog, n, n / t_prompt, n_gen,
+                n_gen > 1 ? (n_gen - 1) / t_gen : 0.0, device_words(r->ctx, o->threads),
+                peak_rss_kb() / 1024.0);
     if (!o->quiet && !o->json && n_gen)
         sparse_line(r->ctx, t_gen, "generation");
     rc = 0;
@@ -487,10 +547,47 @@ done:
     return rc;
 }
 
+static int default_ctx(const opts *o, const pi_model *m)
+{
+    if (o->ctx)
+        return o->ctx;
+    if (o->ppl_file)
+        return 512;
+    return m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
+}
+
+/* --gpu --dry-run: what a full-GPU run allocates, by kind. */
+static int gpu_plan(const opts *o, const pi_model *m)
+{
+    pi_gpu_params gp = { default_ctx(o, m), o->batch ? o->batch : 64, m->pred && !o->dense,
+                         o->shift, o->vram };
+    pi_gpu_plan p;
+    pi_err err;
+    if (pi_gpu_plan_for(m, &gp, &p, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 1;
+    }
+    printf("GPU plan for %s (%s, context %d, batch %d)\n", o->model,
+           gp.sparse ? "sparse" : "dense", gp.n_ctx, gp.n_batch);
+    const char *names[] = { "attention", "ffn", "embeddings", "predictors", "kv_cache", "scratch" };
+    uint64_t bytes[] = { p.attention, p.ffn, p.embeddings, p.predictors, p.kv, p.scratch };
+    for (size_t i = 0; i < sizeof bytes / sizeof bytes[0]; i++)
+        printf("  %-11s %14llu bytes %9.3f GiB\n", names[i], (unsigned long long)bytes[i],
+               gib(bytes[i]));
+    printf("  %-11s %14llu bytes %9.3f GiB\n", "total", (unsigned long long)p.total, gib(p.total));
+    if (o->vram)
+        printf("budget %.1f MiB: %s\n", (double)o->vram / 1048576.0,
+               p.total <= o->vram ? "fits" : "does not fit (pi-run would refuse it)");
+    printf("device: %s\n", pi_cuda_status());
+    return 0;
+}
+
 /* --vram --dry-run: the plan a packed model's stored frequencies give. */
 static int dry_run(const opts *o, const pi_model *m)
 {
-    int ctx = o->ctx ? o->ctx : m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
+    if (o->gpu)
+        return gpu_plan(o, m);
+    int ctx = default_ctx(o, m);
     pi_placement_params pp = { o->vram, ctx, PI_PLACEMENT_KV_BYTES, PI_PLACEMENT_SCRATCH };
     pi_placement pl;
     pi_err err;
@@ -501,6 +598,24 @@ static int dry_run(const opts *o, const pi_model *m)
     int rc = pi_placement_print(&pl, stdout) ? 1 : 0;
     pi_placement_free(&pl);
     return rc;
+}
+
+/* A context where the options ask for it: on the GPU, and with
+ * --cpu-fallback on the CPU when the GPU cannot take it. */
+static pi_ctx *new_ctx(run *r, pi_ctx_params *cp, pi_err *err)
+{
+    pi_ctx *c = pi_ctx_new(r->m, cp, err);
+    if (c || !cp->gpu)
+        return c;
+    if (!r->o->cpu_fallback) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        pi_err_set(err, "GPU: %s", why);
+        return NULL;
+    }
+    fprintf(stderr, "%s: warning: GPU: %s; running on the CPU\n", prog, err->msg);
+    cp->gpu = false;
+    return pi_ctx_new(r->m, cp, err);
 }
 
 int main(int argc, char **argv)
@@ -528,11 +643,12 @@ int main(int argc, char **argv)
         r.tok = pi_tokenizer_load(r.m->gguf, &err);
     pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
                          .n_threads = o.threads, .n_batch = o.batch, .dense = o.dense,
-                         .sparsity_shift = o.shift, .gate_floor = o.gate_floor };
+                         .sparsity_shift = o.shift, .gate_floor = o.gate_floor, .gpu = o.gpu,
+                         .vram = o.vram };
     if (r.m && r.m->pack && !r.m->pred && !o.dense && !o.quiet)
         fprintf(stderr, "%s: %s is packed without predictors: running dense\n", prog, o.model);
     if (r.tok)
-        r.ctx = pi_ctx_new(r.m, &cp, &err);
+        r.ctx = new_ctx(&r, &cp, &err);
     if (!r.ctx) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         rc = 1;

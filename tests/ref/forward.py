@@ -3,7 +3,8 @@
 
 Independent of pi's C code: weights come from the `gguf` Python package
 (GGUFReader + gguf.quants.dequantize), the maths is written out plainly.
-Architectures: llama, qwen2, qwen3 (dense, no MoE).
+Architectures: llama, qwen2, qwen3 (dense) and the mixture-of-experts
+qwen2moe, qwen3moe (attention as qwen2 / qwen3; FFN below).
 
 Conventions (as llama.cpp; see tests/ref/README.md for where they come from):
   h = embd[tok]
@@ -19,6 +20,13 @@ Conventions (as llama.cpp; see tests/ref/README.md for where they come from):
               h = h + a Wo^T (+bo)
               x = rmsnorm(h) * ffn_norm
               h = h + (silu(x Wgate^T) * (x Wup^T)) Wdown^T
+              MoE (qwen2moe, qwen3moe; llama.cpp build_moe_ffn), instead:
+              p = softmax(x Wrouter^T)            over all E experts
+              S = the K largest p (K = expert_used_count; ties: lower id)
+              w_e = p_e, and for qwen3moe w_e = p_e / sum_S p   (norm_w)
+              h = h + sum_{e in S} w_e (silu(x Wgate_e^T) * (x Wup_e^T)) Wdown_e^T
+              qwen2moe also adds a gated shared expert:
+                  + sigmoid(x Wgate_inp_shexp^T) * (silu(x Wgate_sh^T) * (x Wup_sh^T)) Wdown_sh^T
   logits = (rmsnorm(h) * output_norm) Wout^T,  Wout = output.weight, else
            token_embd.weight (tied)
   rmsnorm(x) = x / sqrt(mean(x^2) + eps), eps = {arch}.attention.layer_norm_rms_epsilon
@@ -32,11 +40,18 @@ neuron also needs |silu(g)| >= F * mean |silu(g)| over the token's selected.
 
 Library:  forward(model_path, token_ids, dtype=np.float32) -> (n_tokens, n_vocab)
           Model(path, dtype, sparse=False, shift=0.0) with .forward(tokens, cache,
-          pos0) for a KV cache; .active counts the neurons computed per layer
+          pos0) for a KV cache; .active counts the neurons computed per layer;
+          for MoE models .routing[layer] is a list of Route(pos, token,
+          experts, weights, probs, shared_gate), one per token run, in order
+          (experts best first; probs = the router softmax over all experts;
+          shared_gate = the qwen2moe shared expert's sigmoid, else None),
+          and .moe_ffn(layer, x) is the FFN block alone
 CLI:      forward.py MODEL.gguf --tokens 1,2,3 [--out FILE|-] [--all-positions]
                      [--greedy N] [--f64] [--no-cache] [--top K] [--sparse [--shift D]]
+                     [--routing]
 """
 import argparse
+import collections
 import os
 import sys
 
@@ -54,7 +69,16 @@ ARCHES = {  # arch -> rope is NEOX, has QK-norm
     "llama": (False, False),
     "qwen2": (True, False),
     "qwen3": (True, True),
+    "qwen2moe": (True, False),
+    "qwen3moe": (True, True),
 }
+# arch -> (top-k weights renormalised to sum 1, has a shared expert); llama.cpp:
+# build_moe_ffn(..., norm_w, ...) from build_qwen2moe (false) / qwen3moe (true)
+MOE = {
+    "qwen2moe": (False, True),
+    "qwen3moe": (True, False),
+}
+Route = collections.namedtuple("Route", "pos token experts weights probs shared_gate")
 
 
 def _field(reader, key, default=None):
@@ -87,7 +111,10 @@ class Model:
 
         self.n_layer = int(hp("block_count"))
         self.n_embd = int(hp("embedding_length"))
-        self.n_ff = int(hp("feed_forward_length"))
+        self.moe = arch in MOE
+        # MoE files carry it (the converters write intermediate_size) but
+        # llama.cpp only needs it as the fallback for the expert sizes
+        self.n_ff = int(hp("feed_forward_length", 0 if self.moe else None))
         self.n_head = int(hp("attention.head_count"))
         self.n_head_kv = int(hp("attention.head_count_kv", self.n_head))
         self.head_dim = int(hp("attention.key_length", self.n_embd // self.n_head))
@@ -104,8 +131,13 @@ class Model:
             self.freq_scale = 1.0
         else:
             raise ValueError(f"{path}: rope scaling {scaling!r} not supported by the reference")
-        if "blk.0.ffn_gate_inp.weight" in self.tensors:
-            raise ValueError(f"{path}: MoE models are not supported by the reference")
+        if self.moe:
+            self._init_moe(hp)
+            if sparse:
+                raise ValueError(f"{path}: --sparse is not supported for MoE models")
+        elif "blk.0.ffn_gate_inp.weight" in self.tensors:
+            raise ValueError(f"{path}: MoE models are not supported by the reference"
+                             f" for architecture {arch!r}")
         self.packed = _field(self.r, "pi.version") is not None
         self.thresholds = None
         if sparse:
@@ -118,6 +150,47 @@ class Model:
         self.kept = [0] * self.n_layer
         self.output_name = "output.weight" if "output.weight" in self.tensors else "token_embd.weight"
         self.n_vocab = int(self.tensors[self.output_name].shape[1])
+
+    def _init_moe(self, hp):
+        """Expert counts and sizes as llama.cpp's load_hparams/load_tensors read them."""
+        self.norm_w, self.shared = MOE[self.arch]
+        self.n_expert = int(hp("expert_count"))
+        self.n_expert_used = int(hp("expert_used_count"))
+        if self.n_expert <= 0:
+            raise ValueError(f"{self.path}: {self.arch}.expert_count must be > 0")
+        if not 0 < self.n_expert_used <= self.n_expert:
+            raise ValueError(f"{self.path}: {self.arch}.expert_used_count {self.n_expert_used}"
+                             f" is not in 1..expert_count ({self.n_expert})")
+        # llama.cpp: n_ff_exp = expert_feed_forward_length, else n_ff / n_expert_used;
+        # n_ff_shexp = expert_shared_feed_forward_length, else n_ff
+        self.n_ff_exp = int(hp("expert_feed_forward_length", 0)) or self.n_ff // self.n_expert_used
+        self.n_ff_shexp = int(hp("expert_shared_feed_forward_length", 0)) or self.n_ff
+        if self.n_ff_exp <= 0:
+            raise ValueError(f"{self.path}: no {self.arch}.expert_feed_forward_length"
+                             " (nor feed_forward_length)")
+        E, d, f, fs = self.n_expert, self.n_embd, self.n_ff_exp, self.n_ff_shexp
+        want = {"ffn_gate_inp.weight": [(E, d)],
+                "ffn_gate_exps.weight": [(E, f, d)],
+                "ffn_up_exps.weight": [(E, f, d)],
+                "ffn_down_exps.weight": [(E, d, f)]}
+        if self.shared:
+            want.update({"ffn_gate_inp_shexp.weight": [(1, d), (d,)],
+                         "ffn_gate_shexp.weight": [(fs, d)],
+                         "ffn_up_shexp.weight": [(fs, d)],
+                         "ffn_down_shexp.weight": [(d, fs)]})
+        for il in range(self.n_layer):
+            for suffix, shapes in want.items():
+                name = f"blk.{il}.{suffix}"
+                t = self.tensors.get(name)
+                if t is None:
+                    raise ValueError(f"{self.path}: tensor {name} is missing")
+                got = tuple(int(n) for n in reversed(t.shape))
+                if got not in shapes:
+                    raise ValueError(
+                        f"{self.path}: tensor {name} has shape {got} (numpy order), expected"
+                        f" {shapes[0]} from expert_count {E}, n_embd {d}, n_ff_exp {f}"
+                        + (f", n_ff_shexp {fs}" if "shexp" in suffix else ""))
+        self.routing = [[] for _ in range(self.n_layer)]
 
     # -- weights ---------------------------------------------------------
     def has(self, name):
@@ -228,6 +301,9 @@ class Model:
             h = h + self.linear(o, p + "attn_output")
 
             x = self.rmsnorm(h, p + "ffn_norm.weight")
+            if self.moe:
+                h = h + self.moe_ffn(il, x, pos, tokens)
+                continue
             g = self.linear(x, p + "ffn_gate")
             u = self.linear(x, p + "ffn_up")
             act = g / (1.0 + np.exp(-g)) * u                    # silu(g) * u
@@ -254,6 +330,53 @@ class Model:
 
         x = self.rmsnorm(h, "output_norm.weight")
         return (x @ self.w(self.output_name).T).astype(np.float32)
+
+    def moe_ffn(self, il, x, pos=None, tokens=None):
+        """The MoE FFN block of layer il on x (n, n_embd), after ffn_norm.
+
+        Appends one Route per row to self.routing[il] (pos/token None when
+        not given).  Experts are summed in the order selected (best first),
+        as llama.cpp adds its expert views.
+        """
+        p = f"blk.{il}."
+        n = x.shape[0]
+        E, K = self.n_expert, self.n_expert_used
+        logits = x @ self.w(p + "ffn_gate_inp.weight").T             # (n, E)
+        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs = z / z.sum(axis=-1, keepdims=True)
+        sel = np.argsort(-probs, axis=-1, kind="stable")[:, :K]       # (n, K), best first
+        wts = np.take_along_axis(probs, sel, axis=-1)
+        if self.norm_w:
+            wts = wts / wts.sum(axis=-1, keepdims=True)
+        gate = self.w(p + "ffn_gate_exps.weight")                     # (E, n_ff_exp, n_embd)
+        up = self.w(p + "ffn_up_exps.weight")
+        down = self.w(p + "ffn_down_exps.weight")                     # (E, n_embd, n_ff_exp)
+        y = np.zeros((n, K, self.n_embd), dtype=self.dtype)
+        for e in np.unique(sel):
+            rows, slots = np.nonzero(sel == e)
+            xe = x[rows]
+            g = xe @ gate[e].T
+            act = g / (1.0 + np.exp(-g)) * (xe @ up[e].T)
+            y[rows, slots] = act @ down[e].T
+        out = y[:, 0] * wts[:, 0:1]
+        for k in range(1, K):
+            out = out + y[:, k] * wts[:, k:k + 1]
+        sg = None
+        if self.shared:
+            s = self.linear(x, p + "ffn_gate_inp_shexp").reshape(n, 1)
+            sg = 1.0 / (1.0 + np.exp(-s))
+            g = self.linear(x, p + "ffn_gate_shexp")
+            act = g / (1.0 + np.exp(-g)) * self.linear(x, p + "ffn_up_shexp")
+            out = out + self.linear(act, p + "ffn_down_shexp") * sg
+        work = K * self.n_ff_exp + (self.n_ff_shexp if self.shared else 0)
+        self.active[il] += n * work
+        self.kept[il] += n * work
+        for i in range(n):
+            self.routing[il].append(Route(
+                None if pos is None else int(pos[i]), None if tokens is None else int(tokens[i]),
+                sel[i].copy(), wts[i].copy(), probs[i].copy(),
+                None if sg is None else float(sg[i, 0])))
+        return out.astype(self.dtype)
 
     def greedy(self, tokens, n_new, use_cache=True):
         """n_new greedy continuation ids after `tokens`."""
@@ -313,6 +436,9 @@ def main(argv=None):
                     help="with --sparse, add D to every predictor threshold")
     ap.add_argument("--gate-floor", type=float, default=0.0, metavar="F",
                     help="with --sparse, the gate check (see pi-run --gate-floor)")
+    ap.add_argument("--routing", action="store_true",
+                    help="MoE model: print each layer's expert choice per position"
+                         " (layer pos token expert:weight...)")
     a = ap.parse_args(argv)
     try:
         tokens = [int(t) for t in a.tokens.replace(" ", "").split(",") if t != ""]
@@ -326,10 +452,18 @@ def main(argv=None):
     try:
         m = Model(a.model, np.float64 if a.f64 else np.float32, a.sparse, a.shift, a.gate_floor)
         logits = m.forward(tokens)
+        if a.routing and not m.moe:
+            raise ValueError("--routing needs a MoE model")
     except (OSError, ValueError, KeyError) as e:
         print(f"forward.py: {a.model}: {e}", file=sys.stderr)
         return 1
     text = sys.stderr if a.out == "-" else sys.stdout
+    if a.routing:
+        for il, routes in enumerate(m.routing):
+            for r in routes:
+                sel = " ".join(f"{int(e)}:{float(w):.6f}" for e, w in zip(r.experts, r.weights))
+                shared = "" if r.shared_gate is None else f" shared:{r.shared_gate:.6f}"
+                print(f"{il}\t{r.pos}\t{r.token}\t{sel}{shared}", file=text)
     if a.out:
         data = (logits if a.all_positions else logits[-1:]).astype("<f4").tobytes()
         if a.out == "-":

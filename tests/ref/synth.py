@@ -4,6 +4,9 @@
     synth.py --arch llama|qwen2|qwen3 --out FILE.gguf [--type TYPE] [--seed N]
              [--layers N] [--embd N] [--ff N] [--heads N] [--kv-heads N]
              [--head-dim N] [--ctx N] [--tied | --untied]
+    synth.py --arch qwen2moe|qwen3moe ... [--experts E] [--experts-used K]
+             [--ff-exp N] [--ff-shexp N] [--router-scale S]
+             [--bad expert-count|expert-shape|expert-used]
 
 TYPE (for every 2-D weight; norms and biases stay F32): f32 f16 bf16 q8_0
 q4_0 q4_1 q5_0 q5_1 (quantised by gguf.quants.quantize), q4_k q5_k q6_k
@@ -16,6 +19,26 @@ Shapes default to 2 layers, 4 heads, 2 kv heads and
     qwen3:       d 64, ff 128, head_dim 32   (K-quants: d 256, ff 512, head_dim 128)
 so qwen3 exercises attention.key_length != d / n_head.  Output: llama and
 qwen3 tied (no output.weight, like SmolLM2 and Qwen3-0.6B), qwen2 untied.
+
+Mixture of experts (tensors, shapes and keys as llama.cpp's converter writes
+them for Qwen1.5-MoE / Qwen3-MoE; see tests/ref/README.md):
+    qwen3moe: attention as qwen3 (d 64, head_dim 32), untied like Qwen3-30B-A3B
+    qwen2moe: attention as qwen2 (d 64, head_dim 16; llama.cpp needs
+              heads * head_dim = d), untied (llama.cpp requires output.weight),
+              plus the shared expert ffn_{gate,up,down}_shexp and its gate
+              ffn_gate_inp_shexp (numpy shape (1, d))
+    E 8 experts (--experts), K 2 used (--experts-used), n_ff_exp 64 (--ff-exp),
+    n_ff_shexp 128 (--ff-shexp; K-quants: 256 and 512); feed_forward_length
+    (--ff) defaults to K * n_ff_exp, as in the real models.  Per layer:
+    ffn_gate_inp (E, d) and ffn_gate_inp_shexp stay F32 (llama.cpp never
+    quantises the router); ffn_{gate,up}_exps (E, n_ff_exp, d) and
+    ffn_down_exps (E, d, n_ff_exp) are quantised row by row like 2-D weights.
+    The router's rows have norm --router-scale (default 2), so router logits
+    spread about +-2 and tokens pick different experts.
+--bad writes a file llama.cpp must refuse (for tests of error handling):
+    expert-count: {arch}.expert_count is E + 1 while the tensors hold E;
+    expert-shape: blk.<last>.ffn_up_exps has n_ff_exp + 32 rows per expert;
+    expert-used:  {arch}.expert_used_count is E + 1 (> expert_count).
 
 The vocabulary is a byte-level BPE one as llama.cpp's "gpt2" tokenizer
 expects: the 256 byte tokens in GPT-2's bytes-to-unicode order, tokens made
@@ -58,7 +81,11 @@ ARCH = {  # rope freq base, rms eps, pre-tokenizer, tied
     "llama": (10000.0, 1e-5, "smollm", True),
     "qwen2": (1000000.0, 1e-6, "qwen2", False),
     "qwen3": (1000000.0, 1e-6, "qwen2", True),
+    "qwen2moe": (1000000.0, 1e-6, "qwen2", False),
+    "qwen3moe": (1000000.0, 1e-6, "qwen2", False),
 }
+MOE_ARCHES = ("qwen2moe", "qwen3moe")
+BAD = ("expert-count", "expert-shape", "expert-used")
 
 
 def byte_tokens():
@@ -182,12 +209,15 @@ K_ERR = {QT.Q4_K: 0.16, QT.Q5_K: 0.08, QT.Q6_K: 0.04}
 
 
 def quant(w, qtype):
-    """w (rows, cols) float32 -> array for GGUFWriter.add_tensor(raw_dtype=qtype)."""
+    """w (..., rows, cols) float32 -> array for GGUFWriter.add_tensor(raw_dtype=qtype).
+
+    Rows are quantised independently, so a 3-D expert tensor is quantised
+    exactly as its experts' 2-D matrices would be.
+    """
     if qtype in K_QUANT:
-        rows, cols = w.shape
         blocks = K_QUANT[qtype](w.reshape(-1, QK_K).astype(np.float32))
-        out = blocks.reshape(rows, -1)
-        back = dequantize(out, qtype).reshape(rows, cols)
+        out = blocks.reshape(w.shape[:-1] + (-1,))
+        back = dequantize(out, qtype).reshape(w.shape)
         # a packing mistake gives errors of the size of w itself; plain
         # rounding of normal data gives 0.08 (Q4_K), 0.04 (Q5_K), 0.02 (Q6_K)
         err = np.sqrt(np.mean((back - w) ** 2) / max(np.mean(w ** 2), 1e-30))
@@ -198,17 +228,51 @@ def quant(w, qtype):
 
 
 def build(arch, qname, seed=0, layers=2, embd=None, ff=None, heads=4, kv_heads=2,
-          head_dim=None, ctx=2048, tied=None):
+          head_dim=None, ctx=2048, tied=None, experts=None, experts_used=None,
+          ff_exp=None, ff_shexp=None, router_scale=None, bad=None):
     """(metadata dict, [(name, float32 array, qtype)])."""
+    if arch not in ARCH:
+        raise ValueError(f"unknown architecture {arch!r}")
+    moe = arch in MOE_ARCHES
+    if not moe:
+        given = [o for o, v in (("--experts", experts), ("--experts-used", experts_used),
+                                ("--ff-exp", ff_exp), ("--ff-shexp", ff_shexp),
+                                ("--router-scale", router_scale), ("--bad", bad)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for the MoE architectures"
+                             f" ({', '.join(MOE_ARCHES)})")
+    if bad is not None and bad not in BAD:
+        raise ValueError(f"--bad {bad!r}: one of {', '.join(BAD)}")
     kq = qname in ("q4_k", "q5_k", "q6_k", "q4_k_m")
     embd = embd or (256 if kq else 64)
+    if moe:
+        experts = 8 if experts is None else experts
+        experts_used = 2 if experts_used is None else experts_used
+        ff_exp = ff_exp or (256 if kq else 64)
+        ff_shexp = ff_shexp or (512 if kq else 128)
+        router_scale = 2.0 if router_scale is None else router_scale
+        if experts < 1:
+            raise ValueError(f"--experts {experts}: must be at least 1")
+        if not 0 < experts_used <= experts:
+            raise ValueError(f"--experts-used {experts_used}: must be in 1..{experts}")
+        ff = ff or experts_used * ff_exp
     ff = ff or (512 if kq else 128)
-    head_dim = head_dim or (embd // heads) * (2 if arch == "qwen3" else 1)
+    head_dim = head_dim or (embd // heads) * (2 if arch in ("qwen3", "qwen3moe") else 1)
+    if arch == "qwen2moe" and heads * head_dim != embd:  # llama.cpp: wq is {n_embd, n_embd}
+        raise ValueError(f"qwen2moe needs --heads x --head-dim = --embd ({heads} x {head_dim}"
+                         f" != {embd})")
     freq_base, eps, pre, default_tied = ARCH[arch]
     tied = default_tied if tied is None else tied
+    if arch == "qwen2moe" and tied:
+        raise ValueError("qwen2moe cannot be --tied: llama.cpp requires output.weight")
     qtype = TYPES[qname]
     block = gguf.GGML_QUANT_SIZES[qtype][0]
-    for what, n in (("--embd", embd), ("--ff", ff), ("--heads x --head-dim", heads * head_dim)):
+    sizes = [("--embd", embd), ("--ff", ff), ("--heads x --head-dim", heads * head_dim)]
+    if moe:
+        sizes.append(("--ff-exp", ff_exp))
+        if arch == "qwen2moe":
+            sizes.append(("--ff-shexp", ff_shexp))
+    for what, n in sizes:
         if n % block:
             raise ValueError(f"{what} {n} is not a multiple of {qname}'s block of {block}")
     if heads % kv_heads:
@@ -242,15 +306,31 @@ def build(arch, qname, seed=0, layers=2, embd=None, ff=None, heads=4, kv_heads=2
         T.append((p + "attn_q.weight", mat(heads * head_dim, embd), qt("attn_q")))
         T.append((p + "attn_k.weight", mat(kv_heads * head_dim, embd), qt("attn_k")))
         T.append((p + "attn_v.weight", mat(kv_heads * head_dim, embd), qt("attn_v")))
-        if arch == "qwen2":
+        if arch in ("qwen2", "qwen2moe"):
             T.append((p + "attn_q.bias", normal((heads * head_dim,), 0.5), QT.F32))
             T.append((p + "attn_k.bias", normal((kv_heads * head_dim,), 0.5), QT.F32))
             T.append((p + "attn_v.bias", normal((kv_heads * head_dim,), 0.5), QT.F32))
-        if arch == "qwen3":
+        if arch in ("qwen3", "qwen3moe"):
             T.append((p + "attn_q_norm.weight", norm(head_dim), QT.F32))
             T.append((p + "attn_k_norm.weight", norm(head_dim), QT.F32))
         T.append((p + "attn_output.weight", mat(embd, heads * head_dim, out_scale), qt("attn_output")))
         T.append((p + "ffn_norm.weight", norm(embd), QT.F32))
+        if moe:
+            up_rows = ff_exp + 32 if bad == "expert-shape" and il == layers - 1 else ff_exp
+            T.append((p + "ffn_gate_inp.weight", mat(experts, embd, router_scale), QT.F32))
+            T.append((p + "ffn_gate_exps.weight", normal((experts, ff_exp, embd), 1 / np.sqrt(embd)),
+                      qt("ffn_gate_exps")))
+            T.append((p + "ffn_up_exps.weight", normal((experts, up_rows, embd), 1 / np.sqrt(embd)),
+                      qt("ffn_up_exps")))
+            T.append((p + "ffn_down_exps.weight",
+                      normal((experts, embd, ff_exp), out_scale / np.sqrt(ff_exp)), qt("ffn_down_exps")))
+            if arch == "qwen2moe":
+                T.append((p + "ffn_gate_inp_shexp.weight", mat(1, embd), QT.F32))
+                T.append((p + "ffn_gate_shexp.weight", mat(ff_shexp, embd), qt("ffn_gate_shexp")))
+                T.append((p + "ffn_up_shexp.weight", mat(ff_shexp, embd), qt("ffn_up_shexp")))
+                T.append((p + "ffn_down_shexp.weight", mat(embd, ff_shexp, out_scale),
+                          qt("ffn_down_shexp")))
+            continue
         T.append((p + "ffn_gate.weight", mat(ff, embd), qt("ffn_gate")))
         T.append((p + "ffn_up.weight", mat(ff, embd), qt("ffn_up")))
         T.append((p + "ffn_down.weight", mat(embd, ff, out_scale), qt("ffn_down")))
@@ -262,6 +342,10 @@ def build(arch, qname, seed=0, layers=2, embd=None, ff=None, heads=4, kv_heads=2
                 head_dim=head_dim, ctx=ctx, freq_base=freq_base, eps=eps, pre=pre,
                 tokens=tokens, types=types, merges=merges, bos=bos, eos=eos,
                 file_type=FILE_TYPES[qname], name=f"pi-synth-{arch}-{qname}-s{seed}")
+    if moe:
+        meta.update(experts=experts + (1 if bad == "expert-count" else 0),
+                    experts_used=experts + 1 if bad == "expert-used" else experts_used,
+                    ff_exp=ff_exp, ff_shexp=ff_shexp if arch == "qwen2moe" else None)
     return meta, T
 
 
@@ -279,6 +363,12 @@ def write(path, meta, tensors):
         w.add_key_length(meta["head_dim"])
         w.add_value_length(meta["head_dim"])
     w.add_rope_dimension_count(meta["head_dim"])
+    if meta.get("experts") is not None:  # as convert_hf_to_gguf.py's Qwen2MoeModel
+        w.add_expert_count(meta["experts"])
+        w.add_expert_used_count(meta["experts_used"])
+        w.add_expert_feed_forward_length(meta["ff_exp"])
+        if meta.get("ff_shexp") is not None:
+            w.add_expert_shared_feed_forward_length(meta["ff_shexp"])
     w.add_rope_freq_base(meta["freq_base"])
     w.add_layer_norm_rms_eps(meta["eps"])
     w.add_vocab_size(len(meta["tokens"]))
@@ -336,12 +426,24 @@ def main(argv=None):
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--head-dim", type=int)
     ap.add_argument("--ctx", type=int, default=2048)
+    ap.add_argument("--experts", type=int, metavar="E", help="MoE: experts per layer (8)")
+    ap.add_argument("--experts-used", type=int, metavar="K", help="MoE: experts per token (2)")
+    ap.add_argument("--ff-exp", type=int, metavar="N", help="MoE: each expert's n_ff (64)")
+    ap.add_argument("--ff-shexp", type=int, metavar="N",
+                    help="qwen2moe: the shared expert's n_ff (128)")
+    ap.add_argument("--router-scale", type=float, metavar="S",
+                    help="MoE: norm of the router's rows (2; 0 routes uniformly)")
+    ap.add_argument("--bad", choices=BAD,
+                    help="MoE: write a file whose expert metadata or shapes are wrong")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--tied", dest="tied", action="store_true", default=None)
     g.add_argument("--untied", dest="tied", action="store_false")
     a = ap.parse_args(argv)
     shape = dict(layers=a.layers, embd=a.embd, ff=a.ff, heads=a.heads, kv_heads=a.kv_heads,
                  head_dim=a.head_dim, ctx=a.ctx, tied=a.tied)
+    moe = dict(experts=a.experts, experts_used=a.experts_used, ff_exp=a.ff_exp,
+               ff_shexp=a.ff_shexp, router_scale=a.router_scale, bad=a.bad)
+    shape.update({k: v for k, v in moe.items() if v is not None})
     try:
         if a.out == "-":
             if sys.stdout.isatty():

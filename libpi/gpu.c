@@ -1,0 +1,540 @@
+/*
+ * gpu: the forward pass on a CUDA device (see gpu.h).  Plain C: the device
+ * is reached only through kernels/kernels.h.  The plan is computed here in
+ * every build; the rest compiles to a stub without PI_CUDA.
+ *
+ * Per layer, for a batch of n tokens (every buffer on the device):
+ *   xn = rmsnorm(x) * attn_norm;  q, k, v = Wq xn (+b), Wk xn (+b), Wv xn (+b)
+ *   [qwen3: rmsnorm each q and k head];  rope(q, k);  k, v -> half cache
+ *   attn = attention(q, cache);  x += Wo attn
+ *   xn = rmsnorm(x) * ffn_norm, then the FFN adds into x:
+ *     dense:  g = Wg xn, u = Wu xn, g = silu(g) u, x += Wd g
+ *     sparse: h = relu(W1 xn + b1); z = W2 h; idx = {i : z_i + b2_i > thr}
+ *             g, u = rows idx of Wg, Wu times xn; g = silu(g) u;
+ *             x += sum over idx of g_i * row i of the neuron-major down
+ * and logits = Wout (rmsnorm(x) * output_norm) for the rows asked for.
+ */
+#include "gpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "predictor.h"
+#include "quant.h"
+
+#define ALIGN 256 /* every device buffer starts on a 256-byte boundary */
+
+static uint64_t align_up(uint64_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+static uint64_t weight_bytes(const pi_weight *w)
+{
+    return w->data ? align_up((uint64_t)w->ne1 * w->row_bytes) : 0;
+}
+
+static int max_rank(const pi_model *m)
+{
+    int r = 0;
+    for (int il = 0; m->pred && il < m->hp.n_layer; il++) {
+        pi_predictor_layer pl;
+        if (pi_predictor_get_layer(m->pred, il, &pl) == 0 && pl.rank > r)
+            r = pl.rank;
+    }
+    return r;
+}
+
+/* The down kernel's partial sums: chunks of AXPY_CHUNK rows per token
+ * (matvec.cu's CH).  Kept here, not asked of the kernels, so the plan is the
+ * same in every build; pi_gpu_new() checks it against the kernels' own
+ * count. */
+#define AXPY_CHUNK 64
+static uint64_t axpy_scratch_floats(int64_t max_sel, int64_t n_out, int n_tok)
+{
+    return (uint64_t)((max_sel + AXPY_CHUNK - 1) / AXPY_CHUNK) * (uint64_t)n_out *
+           (uint64_t)n_tok;
+}
+
+/* The scratch buffers of one batch, in the order the arena hands them out. */
+typedef struct scratch_sizes {
+    uint64_t ids, x, xn, q, k, v, attn, gate, up, h, z, idx, nsel, logits, axpy, freq;
+} scratch_sizes;
+
+static scratch_sizes scratch_of(const pi_model *m, const pi_gpu_params *p)
+{
+    const pi_hparams *hp = &m->hp;
+    uint64_t B = (uint64_t)p->n_batch, d = (uint64_t)hp->n_embd, ff = (uint64_t)hp->n_ff;
+    uint64_t qd = (uint64_t)hp->n_head * hp->head_dim, kvd = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t rank = p->sparse ? (uint64_t)max_rank(m) : 0;
+    scratch_sizes s = {
+        .ids = B * 4, .x = B * d * 4, .xn = B * d * 4, .q = B * qd * 4, .k = B * kvd * 4,
+        .v = B * kvd * 4, .attn = B * (qd > d ? qd : d) * 4, .gate = B * ff * 4,
+        .up = B * ff * 4, .h = B * (rank ? rank : 1) * 4, .z = p->sparse ? B * ff * 4 : 4,
+        .idx = p->sparse ? B * ff * 4 : 4, .nsel = (uint64_t)hp->n_layer * B * 4,
+        .logits = B * (uint64_t)hp->n_vocab * 4,
+        .axpy = axpy_scratch_floats(hp->n_ff, hp->n_embd, p->n_batch) * 4,
+        .freq = (uint64_t)(hp->n_rot / 2 > 0 ? hp->n_rot / 2 : 1) * 4,
+    };
+    return s;
+}
+
+static uint64_t scratch_total(const scratch_sizes *s)
+{
+    const uint64_t *f = (const uint64_t *)s;
+    uint64_t t = 0;
+    for (size_t i = 0; i < sizeof *s / sizeof *f; i++)
+        t += align_up(f[i]);
+    return t;
+}
+
+int pi_gpu_plan_for(const pi_model *m, const pi_gpu_params *p, pi_gpu_plan *out, pi_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (p->n_ctx <= 0 || p->n_batch <= 0)
+        return pi_err_set(err, "GPU plan: context and batch must be positive");
+    if (pi_model_is_moe(m))
+        return pi_err_set(err, "GPU: mixture-of-experts models run on the CPU only for now");
+    if (p->sparse && !m->pred)
+        return pi_err_set(err, "the model carries no predictors (pack it with pi-pack --predictors)");
+    const pi_hparams *hp = &m->hp;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const pi_layer *l = &m->layers[il];
+        const pi_weight *att[] = { &l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo,
+                                   &l->bq, &l->bk, &l->bv, &l->q_norm, &l->k_norm };
+        for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
+            out->attention += weight_bytes(att[i]);
+        out->ffn += weight_bytes(&l->ffn_norm) + weight_bytes(&l->gate) + weight_bytes(&l->up) +
+                    weight_bytes(&l->down);
+        pi_predictor_layer pl;
+        if (p->sparse && pi_predictor_get_layer(m->pred, il, &pl) == 0 && pl.rank > 0) {
+            uint64_t r = (uint64_t)pl.rank;
+            out->predictors += align_up(r * (uint64_t)hp->n_embd * 2) + align_up(r * 4) +
+                               align_up((uint64_t)hp->n_ff * r * 2) + align_up((uint64_t)hp->n_ff * 4);
+        }
+    }
+    out->embeddings = weight_bytes(&m->tok_embd) + weight_bytes(&m->output_norm);
+    if (m->output.data != m->tok_embd.data)
+        out->embeddings += weight_bytes(&m->output);
+    uint64_t kv_layer = align_up((uint64_t)p->n_ctx * hp->n_head_kv * hp->head_dim * 2);
+    out->kv = 2 * kv_layer * (uint64_t)hp->n_layer;
+    scratch_sizes s = scratch_of(m, p);
+    out->scratch = scratch_total(&s);
+    out->total = out->attention + out->ffn + out->embeddings + out->predictors + out->kv +
+                 out->scratch;
+    return 0;
+}
+
+#ifdef PI_CUDA
+
+#include "../kernels/kernels.h"
+
+/* A device weight: where its bytes went, with the host view's shape. */
+typedef struct dev_w {
+    const void *p;
+    pi_type type;
+    int64_t ne0, ne1;
+    size_t row_bytes;
+} dev_w;
+
+typedef struct dev_layer {
+    dev_w attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, gate, up, down;
+    bool down_t;
+    int rank;          /* 0: no predictor, the layer runs dense */
+    float threshold;   /* predictor's plus the shift */
+    dev_w w1, b1, w2, b2;
+} dev_layer;
+
+struct pi_gpu {
+    const pi_model *m;
+    pi_gpu_params p;
+    pi_gpu_plan plan;
+    uint8_t *arena;
+    uint64_t used;
+    dev_w tok_embd, output_norm, output;
+    dev_layer *layers;
+    uint16_t *k_cache, *v_cache; /* [layer][n_ctx][kv_dim] */
+    int32_t *ids, *idx, *nsel;
+    float *x, *xn, *q, *k, *v, *attn, *gate, *up, *h, *z, *logits, *axpy, *freq;
+    int32_t *nsel_host; /* n_layer * n_batch */
+};
+
+static int cuda_fail(pi_err *err, const char *what, int rc)
+{
+    return pi_err_set(err, "CUDA %s: %s", what, pi_kernel_error_string(rc));
+}
+
+/* Every kernel call goes through CK: the first failure names the step. */
+#define CK(what, call)                                                                     \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_ != 0)                                                                      \
+            return cuda_fail(err, what, rc_);                                              \
+    } while (0)
+
+/* pi's allocator: bump allocation from the arena sized by the plan. */
+static void *take(pi_gpu *g, uint64_t bytes)
+{
+    uint64_t at = g->used;
+    g->used += align_up(bytes ? bytes : 1);
+    return g->used <= g->plan.total ? g->arena + at : NULL;
+}
+
+static int upload(pi_gpu *g, dev_w *d, const pi_weight *w, pi_err *err)
+{
+    memset(d, 0, sizeof *d);
+    if (!w->data)
+        return 0;
+    uint64_t bytes = (uint64_t)w->ne1 * w->row_bytes;
+    void *p = take(g, bytes);
+    if (!p)
+        return pi_err_set(err, "GPU: the plan has no room for '%s'", w->name);
+    CK(w->name, pi_kernel_copy_to_device(p, w->data, bytes, NULL));
+    *d = (dev_w){ p, w->type, w->ne0, w->ne1, w->row_bytes };
+    return 0;
+}
+
+static int upload_matrix(pi_gpu *g, dev_w *d, const pi_weight *w, pi_err *err)
+{
+    if (w->data && !pi_kernel_matmul_supported((uint32_t)w->type))
+        return pi_err_set(err, "GPU: tensor '%s' has type %s, which has no CUDA kernel", w->name,
+                          pi_type_name((uint32_t)w->type));
+    return upload(g, d, w, err);
+}
+
+/* Host floats to a device F16 (pred weights were rounded to F16 values on
+ * load, so the conversion is exact) or F32 tensor. */
+static int upload_floats(pi_gpu *g, dev_w *d, const float *src, int64_t rows, int64_t cols,
+                         bool f16, pi_err *err)
+{
+    size_t n = (size_t)rows * (size_t)cols, bytes = n * (f16 ? 2 : 4);
+    void *p = take(g, bytes);
+    if (!p)
+        return pi_err_set(err, "GPU: the plan has no room for a predictor");
+    const void *host = src;
+    uint16_t *tmp = NULL;
+    if (f16) {
+        if (!(tmp = malloc(bytes)))
+            return pi_err_set(err, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            tmp[i] = pi_f32_to_f16(src[i]);
+        host = tmp;
+    }
+    int rc = pi_kernel_copy_to_device(p, host, bytes, NULL);
+    if (rc == 0)
+        rc = pi_kernel_stream_sync(NULL); /* tmp is freed next */
+    free(tmp);
+    if (rc)
+        return cuda_fail(err, "predictor upload", rc);
+    *d = (dev_w){ p, f16 ? PI_TYPE_F16 : PI_TYPE_F32, cols, rows,
+                  (size_t)cols * (f16 ? 2 : 4) };
+    return 0;
+}
+
+static int upload_layer(pi_gpu *g, int il, pi_err *err)
+{
+    const pi_layer *l = &g->m->layers[il];
+    dev_layer *d = &g->layers[il];
+    const pi_weight *hw[] = { &l->attn_norm, &l->bq, &l->bk, &l->bv, &l->q_norm, &l->k_norm,
+                              &l->ffn_norm };
+    dev_w *dw[] = { &d->attn_norm, &d->bq, &d->bk, &d->bv, &d->q_norm, &d->k_norm, &d->ffn_norm };
+    for (size_t i = 0; i < sizeof hw / sizeof hw[0]; i++)
+        if (upload(g, dw[i], hw[i], err))
+            return -1;
+    const pi_weight *hm[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down };
+    dev_w *dm[] = { &d->wq, &d->wk, &d->wv, &d->wo, &d->gate, &d->up, &d->down };
+    for (size_t i = 0; i < sizeof hm / sizeof hm[0]; i++)
+        if (upload_matrix(g, dm[i], hm[i], err))
+            return -1;
+    d->down_t = l->down_t;
+    pi_predictor_layer pl;
+    if (!g->p.sparse || pi_predictor_get_layer(g->m->pred, il, &pl) || pl.rank <= 0)
+        return 0;
+    if (!l->down_t)
+        return pi_err_set(err, "GPU: layer %d has a predictor but no neuron-major down", il);
+    d->rank = pl.rank;
+    d->threshold = pl.threshold + g->p.sparsity_shift;
+    int64_t ne = g->m->hp.n_embd, ff = g->m->hp.n_ff;
+    if (upload_floats(g, &d->w1, pl.w1, pl.rank, ne, true, err) ||
+        upload_floats(g, &d->b1, pl.b1, 1, pl.rank, false, err) ||
+        upload_floats(g, &d->w2, pl.w2, ff, pl.rank, true, err) ||
+        upload_floats(g, &d->b2, pl.b2, 1, ff, false, err))
+        return -1;
+    return 0;
+}
+
+static int take_scratch(pi_gpu *g, pi_err *err)
+{
+    scratch_sizes s = scratch_of(g->m, &g->p);
+    g->ids = take(g, s.ids);
+    g->x = take(g, s.x);
+    g->xn = take(g, s.xn);
+    g->q = take(g, s.q);
+    g->k = take(g, s.k);
+    g->v = take(g, s.v);
+    g->attn = take(g, s.attn);
+    g->gate = take(g, s.gate);
+    g->up = take(g, s.up);
+    g->h = take(g, s.h);
+    g->z = take(g, s.z);
+    g->idx = take(g, s.idx);
+    g->nsel = take(g, s.nsel);
+    g->logits = take(g, s.logits);
+    g->axpy = take(g, s.axpy);
+    g->freq = take(g, s.freq);
+    if (!g->freq) /* the last one: all or nothing fit */
+        return pi_err_set(err, "GPU: the plan has no room for the scratch buffers");
+    const pi_hparams *hp = &g->m->hp;
+    float freq[hp->n_rot / 2 > 0 ? hp->n_rot / 2 : 1];
+    for (int i = 0; i < hp->n_rot / 2; i++)
+        freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->n_rot); /* as forward.c */
+    CK("rope table", pi_kernel_copy_to_device(g->freq, freq, sizeof freq, NULL));
+    CK("rope table", pi_kernel_stream_sync(NULL));
+    return 0;
+}
+
+static int check_device(const pi_model *m, const pi_gpu_params *p, const pi_gpu_plan *plan,
+                        pi_err *err)
+{
+    int n = 0, rc = pi_kernel_device_count(&n);
+    if (rc != 0)
+        return pi_err_set(err, "no usable CUDA device: %s", pi_kernel_error_string(rc));
+    if (n == 0)
+        return pi_err_set(err, "no CUDA device");
+    if (p->vram && plan->total > p->vram)
+        return pi_err_set(err, "the model needs %.2f GiB on the GPU (weights, KV cache for %d "
+                          "tokens, scratch) but --vram allows %.2f GiB",
+                          plan->total / 1073741824.0, p->n_ctx, p->vram / 1073741824.0);
+    const pi_weight *e = &m->tok_embd;
+    if (!pi_kernel_dequantize_supported((uint32_t)e->type))
+        return pi_err_set(err, "GPU: token embedding type %s has no CUDA kernel",
+                          pi_type_name((uint32_t)e->type));
+    scratch_sizes s = scratch_of(m, p);
+    if (pi_kernel_rows_axpy_scratch(m->hp.n_ff, m->hp.n_embd, p->n_batch) * 4 > s.axpy)
+        return pi_err_set(err, "GPU: the down kernel needs more scratch than planned");
+    if (m->hp.head_dim > 256)
+        return pi_err_set(err, "GPU: head size %d exceeds the attention kernel's 256",
+                          m->hp.head_dim);
+    return 0;
+}
+
+pi_gpu *pi_gpu_new(const pi_model *m, const pi_gpu_params *p, pi_err *err)
+{
+    pi_gpu_plan plan;
+    if (pi_gpu_plan_for(m, p, &plan, err) || check_device(m, p, &plan, err))
+        return NULL;
+    pi_gpu *g = calloc(1, sizeof *g);
+    if (!g || !(g->layers = calloc((size_t)m->hp.n_layer, sizeof *g->layers)) ||
+        !(g->nsel_host = calloc((size_t)m->hp.n_layer * p->n_batch, sizeof *g->nsel_host))) {
+        pi_gpu_free(g);
+        pi_err_set(err, "out of memory");
+        return NULL;
+    }
+    g->m = m;
+    g->p = *p;
+    g->plan = plan;
+    void *arena = NULL;
+    int rc = pi_kernel_malloc(&arena, plan.total);
+    if (rc) {
+        pi_err_set(err, "GPU out of memory: the plan needs %.2f GiB (%s)",
+                   plan.total / 1073741824.0, pi_kernel_error_string(rc));
+        pi_gpu_free(g);
+        return NULL;
+    }
+    g->arena = arena;
+    const pi_hparams *hp = &m->hp;
+    uint64_t kv_layer = (uint64_t)p->n_ctx * hp->n_head_kv * hp->head_dim;
+    int bad = upload(g, &g->output_norm, &m->output_norm, err) ||
+              upload_matrix(g, &g->tok_embd, &m->tok_embd, err);
+    if (!bad && m->output.data != m->tok_embd.data)
+        bad = upload_matrix(g, &g->output, &m->output, err);
+    else
+        g->output = g->tok_embd;
+    for (int il = 0; !bad && il < hp->n_layer; il++)
+        bad = upload_layer(g, il, err);
+    if (!bad) {
+        g->k_cache = take(g, kv_layer * 2 * (uint64_t)hp->n_layer);
+        g->v_cache = take(g, kv_layer * 2 * (uint64_t)hp->n_layer);
+        bad = take_scratch(g, err);
+    }
+    if (!bad && (rc = pi_kernel_stream_sync(NULL)))
+        bad = cuda_fail(err, "weight upload", rc);
+    if (bad) {
+        pi_gpu_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void pi_gpu_free(pi_gpu *g)
+{
+    if (!g)
+        return;
+    pi_kernel_free(g->arena);
+    free(g->layers);
+    free(g->nsel_host);
+    free(g);
+}
+
+uint64_t pi_gpu_memory(const pi_gpu *g) { return g->used; }
+
+static int matmul(const dev_w *w, const float *x, int n, float *y, int64_t y_ld, pi_err *err)
+{
+    CK("matmul", pi_kernel_matmul((uint32_t)w->type, w->p, w->row_bytes, w->ne0, w->ne1, x, n, y,
+                                  y_ld, NULL));
+    return 0;
+}
+
+/* q, k, v of the batch, normalised per head (qwen3), rotated and cached. */
+static int qkv(pi_gpu *g, const dev_layer *l, int il, int n, int n_past, pi_err *err)
+{
+    const pi_hparams *hp = &g->m->hp;
+    int hd = hp->head_dim;
+    int64_t qd = (int64_t)hp->n_head * hd, kvd = (int64_t)hp->n_head_kv * hd;
+    if (matmul(&l->wq, g->xn, n, g->q, qd, err) || matmul(&l->wk, g->xn, n, g->k, kvd, err) ||
+        matmul(&l->wv, g->xn, n, g->v, kvd, err))
+        return -1;
+    if (l->bq.p)
+        CK("bias", pi_kernel_add_rows(g->q, l->bq.p, n, qd, NULL));
+    if (l->bk.p)
+        CK("bias", pi_kernel_add_rows(g->k, l->bk.p, n, kvd, NULL));
+    if (l->bv.p)
+        CK("bias", pi_kernel_add_rows(g->v, l->bv.p, n, kvd, NULL));
+    if (l->q_norm.p)
+        CK("q norm", pi_kernel_rmsnorm(g->q, l->q_norm.p, g->q, (int64_t)n * hp->n_head, hd,
+                                       hp->rms_eps, NULL));
+    if (l->k_norm.p)
+        CK("k norm", pi_kernel_rmsnorm(g->k, l->k_norm.p, g->k, (int64_t)n * hp->n_head_kv, hd,
+                                       hp->rms_eps, NULL));
+    int neox = hp->rope_type == PI_ROPE_NEOX;
+    CK("rope", pi_kernel_rope(g->q, n, hp->n_head, hd, hp->n_rot, n_past, g->freq, neox, NULL));
+    CK("rope", pi_kernel_rope(g->k, n, hp->n_head_kv, hd, hp->n_rot, n_past, g->freq, neox, NULL));
+    size_t at = (size_t)il * (size_t)g->p.n_ctx * (size_t)kvd;
+    CK("KV store", pi_kernel_kv_store(g->k, g->v, g->k_cache + at, g->v_cache + at, n, n_past,
+                                      (int)kvd, NULL));
+    return 0;
+}
+
+static int attention(pi_gpu *g, const dev_layer *l, int il, int n, int n_past, pi_err *err)
+{
+    const pi_hparams *hp = &g->m->hp;
+    int64_t d = hp->n_embd;
+    size_t at = (size_t)il * (size_t)g->p.n_ctx * (size_t)hp->n_head_kv * hp->head_dim;
+    CK("attention norm", pi_kernel_rmsnorm(g->x, l->attn_norm.p, g->xn, n, d, hp->rms_eps, NULL));
+    if (qkv(g, l, il, n, n_past, err))
+        return -1;
+    CK("attention", pi_kernel_attention(g->q, g->k_cache + at, g->v_cache + at, g->attn, n,
+                                        n_past, hp->n_head, hp->n_head_kv, hp->head_dim,
+                                        1.0f / sqrtf((float)hp->head_dim), NULL));
+    if (matmul(&l->wo, g->attn, n, g->xn, d, err))
+        return -1;
+    CK("residual", pi_kernel_add(g->x, g->xn, n * d, NULL));
+    return 0;
+}
+
+/* x += down(silu(gate xn) * up xn) over every neuron. */
+static int ffn_dense(pi_gpu *g, const dev_layer *l, int n, pi_err *err)
+{
+    const pi_hparams *hp = &g->m->hp;
+    int64_t d = hp->n_embd, ff = hp->n_ff;
+    if (matmul(&l->gate, g->xn, n, g->gate, ff, err) || matmul(&l->up, g->xn, n, g->up, ff, err))
+        return -1;
+    CK("swiglu", pi_kernel_swiglu(g->gate, g->up, g->gate, n * ff, NULL));
+    if (l->down_t) {
+        CK("down", pi_kernel_rows_axpy((uint32_t)l->down.type, l->down.p, l->down.row_bytes, d,
+                                       NULL, NULL, ff, g->gate, n, g->x, 1, g->axpy, NULL));
+        return 0;
+    }
+    if (matmul(&l->down, g->gate, n, g->attn, d, err))
+        return -1;
+    CK("residual", pi_kernel_add(g->x, g->attn, n * d, NULL));
+    return 0;
+}
+
+/* The predictor picks each token's neurons (idx, nsel on the device); only
+ * those rows of gate, up and down are read. */
+static int ffn_sparse(pi_gpu *g, const dev_layer *l, int il, int n, pi_err *err)
+{
+    const pi_hparams *hp = &g->m->hp;
+    int64_t d = hp->n_embd, ff = hp->n_ff;
+    int32_t *nsel = g->nsel + (size_t)il * g->p.n_batch;
+    if (matmul(&l->w1, g->xn, n, g->h, l->rank, err))
+        return -1;
+    CK("predictor", pi_kernel_bias_relu(g->h, l->b1.p, n, l->rank, NULL));
+    if (matmul(&l->w2, g->h, n, g->z, ff, err))
+        return -1;
+    CK("selection", pi_kernel_select(g->z, l->b2.p, n, ff, l->threshold, g->idx, nsel, NULL));
+    CK("sparse gate", pi_kernel_matvec_rows((uint32_t)l->gate.type, l->gate.p, l->gate.row_bytes,
+                                            d, g->idx, nsel, ff, g->xn, n, g->gate, NULL));
+    CK("sparse up", pi_kernel_matvec_rows((uint32_t)l->up.type, l->up.p, l->up.row_bytes, d,
+                                          g->idx, nsel, ff, g->xn, n, g->up, NULL));
+    /* entries past a token's count are never read by the down kernel */
+    CK("swiglu", pi_kernel_swiglu(g->gate, g->up, g->gate, n * ff, NULL));
+    CK("sparse down", pi_kernel_rows_axpy((uint32_t)l->down.type, l->down.p, l->down.row_bytes, d,
+                                          g->idx, nsel, ff, g->gate, n, g->x, 1, g->axpy, NULL));
+    return 0;
+}
+
+static int layer(pi_gpu *g, int il, int n, int n_past, pi_err *err)
+{
+    const dev_layer *l = &g->layers[il];
+    const pi_hparams *hp = &g->m->hp;
+    if (attention(g, l, il, n, n_past, err))
+        return -1;
+    CK("FFN norm", pi_kernel_rmsnorm(g->x, l->ffn_norm.p, g->xn, n, hp->n_embd, hp->rms_eps,
+                                     NULL));
+    return l->rank ? ffn_sparse(g, l, il, n, err) : ffn_dense(g, l, n, err);
+}
+
+int pi_gpu_batch(pi_gpu *g, const int32_t *tokens, int n, int n_past, float *logits, bool all,
+                 uint64_t *active, pi_err *err)
+{
+    const pi_hparams *hp = &g->m->hp;
+    int64_t d = hp->n_embd, nv = hp->n_vocab;
+    if (n <= 0 || n > g->p.n_batch || n_past < 0 || n_past + n > g->p.n_ctx)
+        return pi_err_set(err, "GPU batch of %d tokens at %d does not fit (batch %d, context %d)",
+                          n, n_past, g->p.n_batch, g->p.n_ctx);
+    CK("token upload", pi_kernel_copy_to_device(g->ids, tokens, (size_t)n * 4, NULL));
+    CK("embedding", pi_kernel_get_rows((uint32_t)g->tok_embd.type, g->tok_embd.p,
+                                       g->tok_embd.row_bytes, d, g->ids, n, g->x, NULL));
+    for (int il = 0; il < hp->n_layer; il++)
+        if (layer(g, il, n, n_past, err))
+            return -1;
+    int first = all ? 0 : n - 1, rows = n - first;
+    if (logits) {
+        CK("output norm", pi_kernel_rmsnorm(g->x + (size_t)first * d, g->output_norm.p, g->xn,
+                                            rows, d, hp->rms_eps, NULL));
+        if (matmul(&g->output, g->xn, rows, g->logits, nv, err))
+            return -1;
+        CK("logits", pi_kernel_copy_to_host(logits, g->logits, (size_t)rows * nv * 4, NULL));
+    }
+    if (active && g->p.sparse)
+        CK("counts", pi_kernel_copy_to_host(g->nsel_host, g->nsel,
+                                            (size_t)hp->n_layer * g->p.n_batch * 4, NULL));
+    CK("batch", pi_kernel_stream_sync(NULL));
+    for (int il = 0; active && il < hp->n_layer; il++) {
+        uint64_t a = 0;
+        for (int t = 0; t < n; t++)
+            a += g->layers[il].rank ? (uint64_t)g->nsel_host[(size_t)il * g->p.n_batch + t]
+                                    : (uint64_t)hp->n_ff;
+        active[il] = a;
+    }
+    return 0;
+}
+
+#else /* !PI_CUDA */
+
+pi_gpu *pi_gpu_new(const pi_model *m, const pi_gpu_params *p, pi_err *err)
+{
+    pi_err_set(err, "built without CUDA");
+    return NULL;
+}
+
+void pi_gpu_free(pi_gpu *g) {}
+uint64_t pi_gpu_memory(const pi_gpu *g) { return 0; }
+
+int pi_gpu_batch(pi_gpu *g, const int32_t *tokens, int n, int n_past, float *logits, bool all,
+                 uint64_t *active, pi_err *err)
+{
+    return pi_err_set(err, "built without CUDA");
+}
+
+#endif
