@@ -4,7 +4,9 @@
 # completions in all, half of them streamed, each with its own prompt and
 # seed; prints throughput, latency percentiles (and time to the first
 # streamed text), how many answers were complete and valid, and the
-# server's RSS before and after (VmRSS and peak VmHWM from /proc); for
+# server's RSS before, after a first round and after a second, identical
+# one (VmRSS and peak VmHWM from /proc: flat memory means the two rounds
+# end at the same RSS); for
 # scale, pi-run's speed on one stream with a slot's threads.
 #
 #   bench/bench_serve.sh [-m MODEL] [-c CLIENTS] [-n REQUESTS] [--tokens N]
@@ -53,6 +55,9 @@ base=$("$BUILD/bin/pi-run" -m "$model" --chat -p "Write two sentences about the 
     -n "$tokens" -t "$threads" --ignore-eos --json 2>/dev/null |
     python3 -c 'import json, sys; print(round(json.load(sys.stdin)["generation_tokens_per_s"], 1))')
 echo "pi-run alone, $threads threads: $base generated tokens/s"
+# Two identical rounds: the first pages the model in and allocates the
+# slots' caches; memory that keeps growing would show between the rounds.
+load() {
 python3 - "$port" "$clients" "$requests" "$tokens" <<'PY'
 import http.client, json, sys, threading, time
 
@@ -158,7 +163,11 @@ print(f"latency: p50 {pct(lat, 50):.3f} s, p90 {pct(lat, 90):.3f} s, p99 {pct(la
       f"max {max(lat) if lat else float('nan'):.3f} s")
 print(f"time to first streamed text: p50 {pct(ttft, 50):.3f} s, p99 {pct(ttft, 99):.3f} s")
 PY
-echo "server RSS after: $(rss VmRSS) (peak $(rss VmHWM))"
+}
+echo "round 1:"; load
+echo "server RSS after round 1: $(rss VmRSS)"
+echo "round 2:"; load
+echo "server RSS after round 2: $(rss VmRSS) (peak $(rss VmHWM))"
 curl -s "http://127.0.0.1:$port/metrics" | awk '/^pi_(tokens_per_second|prompt_tokens_cached_total|prompt_tokens_total|tokens_generated_total|errors_total) / { printf "  %s %s\n", $1, $2 }'
 kill -TERM $pid
 wait $pid
