@@ -57,6 +57,11 @@ int pi_kernel_event_create(void **event);
 int pi_kernel_event_destroy(void *event); /* NULL is allowed */
 int pi_kernel_event_record(void *event, void *stream);
 int pi_kernel_event_elapsed(float *ms, void *start, void *stop);
+/* Waits, sleeping, until the work before the event is done. */
+int pi_kernel_event_sync(void *event);
+/* Page-locked host memory, which asynchronous copies need. */
+int pi_kernel_host_alloc(void **host_ptr, size_t bytes);
+int pi_kernel_host_free(void *host_ptr); /* NULL is allowed */
 
 /* dequant.cu: n elements (whole blocks of `type`, a pi_type id) from the
  * device row src to the device row dst, on `stream`.  src must be 2-byte
@@ -149,6 +154,12 @@ int pi_kernel_swiglu(const float *gate, const float *up, float *out, int64_t n, 
 
 /* The predictor's hidden layer: h[r * n + j] = max(0, h[r * n + j] + b[j]). */
 int pi_kernel_bias_relu(float *h, const float *b, int64_t n_rows, int64_t n, void *stream);
+
+/* A hybrid layer's split of each token's selection: n_hot[t] = how many of
+ * idx[t * stride .. + n_sel[t]) (ascending) are below bound, the rows the
+ * GPU holds. */
+int pi_kernel_count_below(const int32_t *idx, const int32_t *n_sel, int n_tok, int64_t stride,
+                          int32_t bound, int32_t *n_hot, void *stream);
 
 /* The predictor's selection: for each token t, the ascending indices i <
  * n_ff with z[t * n_ff + i] + b[i] > threshold go to idx[t * n_ff ..] and

@@ -565,3 +565,35 @@ extern "C" int pi_kernel_select(const float *z, const float *b, int n_tok, int64
                                                                             idx, n_sel);
     return (int)cudaGetLastError();
 }
+
+/* One thread per token: a binary search of its ascending list. */
+__global__ static void count_below_kernel(const int32_t *__restrict__ idx,
+                                          const int32_t *__restrict__ n_sel, int n_tok,
+                                          int64_t stride, int32_t bound, int32_t *n_hot)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n_tok)
+        return;
+    const int32_t *list = idx + (size_t)t * stride;
+    int lo = 0, hi = n_sel[t];
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (list[mid] < bound)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    n_hot[t] = lo;
+}
+
+extern "C" int pi_kernel_count_below(const int32_t *idx, const int32_t *n_sel, int n_tok,
+                                     int64_t stride, int32_t bound, int32_t *n_hot, void *stream)
+{
+    if (n_tok < 0 || stride < 0)
+        return PI_KERNEL_EINVAL;
+    if (n_tok == 0)
+        return 0;
+    count_below_kernel<<<(unsigned)((n_tok + 127) / 128), 128, 0, (cudaStream_t)stream>>>(
+        idx, n_sel, n_tok, stride, bound, n_hot);
+    return (int)cudaGetLastError();
+}

@@ -71,7 +71,9 @@ int pi_kernel_stream_sync(void *stream)
 int pi_kernel_event_create(void **event)
 {
     cudaEvent_t e = NULL;
-    cudaError_t rc = cudaEventCreate(&e);
+    /* a host waiting on an event sleeps rather than spins: the hybrid path's
+     * CPU threads wait for copies while they have nothing to do */
+    cudaError_t rc = cudaEventCreateWithFlags(&e, cudaEventBlockingSync);
     *event = rc == cudaSuccess ? (void *)e : NULL;
     return (int)rc;
 }
@@ -92,4 +94,20 @@ int pi_kernel_event_elapsed(float *ms, void *start, void *stop)
     if (rc == cudaSuccess)
         rc = cudaEventElapsedTime(ms, (cudaEvent_t)start, (cudaEvent_t)stop);
     return (int)rc;
+}
+
+int pi_kernel_event_sync(void *event)
+{
+    return (int)cudaEventSynchronize((cudaEvent_t)event);
+}
+
+int pi_kernel_host_alloc(void **host_ptr, size_t bytes)
+{
+    *host_ptr = NULL;
+    return (int)cudaMallocHost(host_ptr, bytes);
+}
+
+int pi_kernel_host_free(void *host_ptr)
+{
+    return host_ptr ? (int)cudaFreeHost(host_ptr) : 0;
 }

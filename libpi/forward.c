@@ -39,6 +39,9 @@ struct pi_ctx {
     pi_moe *moe; /* a mixture-of-experts model's routing and scratch */
     float *moe_act; /* its activations for the observer (pi_moe_observe) */
     pi_gpu *gpu;
+    pi_gpu_mode gpu_mode;
+    int gpu_layers;       /* layers the GPU runs (all but with layer offload) */
+    int *gpu_hot;         /* hybrid: per layer, the neurons the GPU holds */
     uint64_t *gpu_active; /* per layer, the GPU's counts of the last batch */
     pi_ffn_observer observe;
     void *observe_user;
@@ -68,29 +71,41 @@ static void *alloc(pi_ctx *c, size_t n, size_t elem)
     return calloc(n ? n : 1, elem);
 }
 
-/* A context whose batches run on the GPU: the sparse module only counts. */
-static pi_ctx *gpu_ctx_new(pi_ctx *c, const pi_ctx_params *p, pi_err *err)
+/* A hybrid layer's cold neurons, on the CPU (gpu.h). */
+static void cold_ffn(void *user, int il, const float *x, const int32_t *idx, int64_t stride,
+                     const int32_t *first, const int32_t *count, float *out, int n)
+{
+    pi_ctx *c = user;
+    pi_sparse_ffn_listed(c->sparse, c->pool, il, x, out, c->ffn.gate, idx, stride, first, count,
+                         n);
+}
+
+/* The GPU's part of a context: everything (the sparse module then only
+ * counts), or the first layers, or every layer's attention and hot neurons
+ * with the CPU computing the rest (gpu.h). */
+static int gpu_part(pi_ctx *c, pi_gpu_params *gp, pi_err *err)
 {
     const pi_model *m = c->m;
-    bool sparse = m->pred && !p->dense;
-    if (p->gate_floor > 0.0f) {
-        pi_err_set(err, "--gate-floor is not available on the GPU");
-        goto fail;
-    }
-    pi_gpu_params gp = { c->n_ctx, c->n_batch, sparse, p->sparsity_shift, p->vram };
+    gp->cold = cold_ffn;
+    gp->cold_user = c;
+    if (!(c->gpu = pi_gpu_new(m, gp, err)))
+        return -1;
+    c->gpu_layers = gp->n_layer_gpu ? gp->n_layer_gpu : m->hp.n_layer;
+    if (!(c->gpu_active = alloc(c, (size_t)m->hp.n_layer, sizeof *c->gpu_active)))
+        return pi_err_set(err, "out of memory");
+    return 0;
+}
+
+/* Whole on the GPU: no CPU buffers but the statistics. */
+static pi_ctx *gpu_ctx_new(pi_ctx *c, const pi_ctx_params *p, pi_gpu_params *gp, pi_err *err)
+{
     pi_sparse_params sp = { p->sparsity_shift, 0.0f, false, true };
-    if (!(c->gpu = pi_gpu_new(m, &gp, err)))
-        goto fail;
-    if (sparse && !(c->sparse = pi_sparse_new(m, c->n_batch, &sp, err)))
-        goto fail;
-    if (!(c->gpu_active = alloc(c, (size_t)m->hp.n_layer, sizeof *c->gpu_active))) {
-        pi_err_set(err, "out of memory");
-        goto fail;
+    if (gpu_part(c, gp, err) ||
+        (gp->sparse && !(c->sparse = pi_sparse_new(c->m, c->n_batch, &sp, err)))) {
+        pi_ctx_free(c);
+        return NULL;
     }
     return c;
-fail:
-    pi_ctx_free(c);
-    return NULL;
 }
 
 pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
@@ -105,8 +120,25 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
     c->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p && p->n_batch > 0 ? p->n_batch : 64;
     c->ffn.exact = p && p->exact;
-    if (p && p->gpu)
-        return gpu_ctx_new(c, p, err);
+    pi_gpu_params gp = { c->n_ctx, c->n_batch, m->pred && !(p && p->dense),
+                         p ? p->sparsity_shift : 0.0f, p ? p->vram : 0, 0, NULL, NULL, NULL };
+    if (p && p->gpu) {
+        if (p->gate_floor > 0.0f) {
+            pi_err_set(err, "--gate-floor is not available on the GPU");
+            free(c);
+            return NULL;
+        }
+        if (!(c->gpu_hot = calloc((size_t)hp->n_layer, sizeof *c->gpu_hot)) ||
+            pi_gpu_fit(m, &gp, p->offload_layers, c->gpu_hot, &c->gpu_mode, err)) {
+            if (!c->gpu_hot)
+                pi_err_set(err, "out of memory");
+            free(c->gpu_hot);
+            free(c);
+            return NULL;
+        }
+        if (c->gpu_mode == PI_GPU_WHOLE)
+            return gpu_ctx_new(c, p, &gp, err);
+    }
     int nt = p && p->n_threads > 0 ? p->n_threads : 1;
     if (!(c->pool = pi_pool_new(nt, err))) {
         free(c);
@@ -147,6 +179,10 @@ pi_ctx *pi_ctx_new(const pi_model *m, const pi_ctx_params *p, pi_err *err)
         pi_ctx_free(c);
         return NULL;
     }
+    if (p && p->gpu && gpu_part(c, &gp, err)) { /* layer offload or hybrid */
+        pi_ctx_free(c);
+        return NULL;
+    }
     for (int i = 0; i < hp->n_rot / 2; i++)
         c->rope_freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->n_rot);
     return c;
@@ -162,6 +198,7 @@ void pi_ctx_free(pi_ctx *c)
     free(c->moe_act);
     pi_gpu_free(c->gpu);
     free(c->gpu_active);
+    free(c->gpu_hot);
     free(c->k_cache);
     free(c->v_cache);
     free(c->rope_freq);
@@ -185,6 +222,7 @@ int pi_ctx_n_batch(const pi_ctx *c) { return c->n_batch; }
 int pi_ctx_n_past(const pi_ctx *c) { return c->n_past; }
 size_t pi_ctx_memory(const pi_ctx *c) { return c->bytes; }
 uint64_t pi_ctx_gpu_memory(const pi_ctx *c) { return c->gpu ? pi_gpu_memory(c->gpu) : 0; }
+pi_gpu *pi_ctx_gpu(pi_ctx *c) { return c->gpu; }
 pi_sparse *pi_ctx_sparse(pi_ctx *c) { return c->sparse; }
 pi_moe *pi_ctx_moe(pi_ctx *c) { return c->moe; }
 
@@ -387,20 +425,25 @@ static int batch(pi_ctx *c, const int32_t *tokens, int n, float *logits, bool al
         if (tokens[t] < 0 || tokens[t] >= nv)
             return pi_err_set(err, "token id %d out of range (vocabulary of %lld)", tokens[t],
                               (long long)nv);
+    int first_cpu = 0;
     if (c->gpu) {
-        bool count = c->sparse != NULL;
-        if (pi_gpu_batch(c->gpu, tokens, n, c->n_past, logits, all,
-                         count ? c->gpu_active : NULL, err))
+        bool count = c->sparse != NULL, offload = c->gpu_layers < m->hp.n_layer;
+        if (pi_gpu_batch(c->gpu, tokens, n, c->n_past, offload ? NULL : logits, all,
+                         count ? c->gpu_active : NULL, offload ? c->x : NULL, err))
             return -1;
-        for (int il = 0; count && il < m->hp.n_layer; il++)
+        for (int il = 0; count && il < c->gpu_layers; il++)
             pi_sparse_count(c->sparse, il, n, c->gpu_active[il]);
-        c->n_past += n;
-        return 0;
+        if (!offload) {
+            c->n_past += n;
+            return 0;
+        }
+        first_cpu = c->gpu_layers; /* the CPU runs the rest and the output */
+    } else {
+        for (int t = 0; t < n; t++)
+            pi_weight_row(&m->tok_embd, tokens[t], c->x + t * d);
     }
-    for (int t = 0; t < n; t++)
-        pi_weight_row(&m->tok_embd, tokens[t], c->x + t * d);
     rope_angles(c, n);
-    for (int il = 0; il < m->hp.n_layer; il++)
+    for (int il = first_cpu; il < m->hp.n_layer; il++)
         layer(c, il, n);
     c->n_past += n;
     if (!logits)

@@ -31,7 +31,11 @@ typedef struct pi_ctx_params {
     bool gpu;             /* every layer on the CUDA device (gpu.h); the KV
                              cache then lives there and `exact`, `n_threads`
                              and FFN observers do not apply */
-    uint64_t vram;        /* with gpu: device bytes pi may take; 0: any */
+    uint64_t vram;        /* with gpu: device bytes pi may take; 0: any.  A
+                             model over it runs hybrid (a packed sparse
+                             model) or, with offload_layers, as many whole
+                             layers as fit on the GPU (gpu.h) */
+    bool offload_layers;
 } pi_ctx_params;
 
 typedef struct pi_ctx pi_ctx;
@@ -49,6 +53,8 @@ void pi_ctx_truncate(pi_ctx *c, int n_past);
 size_t pi_ctx_memory(const pi_ctx *c);
 /* Bytes it took on the GPU; 0 when it runs on the CPU. */
 uint64_t pi_ctx_gpu_memory(const pi_ctx *c);
+/* The GPU part (gpu.h); NULL on the CPU. */
+struct pi_gpu *pi_ctx_gpu(pi_ctx *c);
 
 /* The sparse FFN's state and statistics; NULL when the context runs dense
  * (an ordinary model, predictors absent, or dense asked for). */

@@ -19,7 +19,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "placement.h"
 #include "predictor.h"
 #include "quant.h"
 
@@ -56,8 +58,25 @@ static uint64_t axpy_scratch_floats(int64_t max_sel, int64_t n_out, int n_tok)
 
 /* The scratch buffers of one batch, in the order the arena hands them out. */
 typedef struct scratch_sizes {
-    uint64_t ids, x, xn, q, k, v, attn, gate, up, h, z, idx, nsel, logits, axpy, freq;
+    uint64_t ids, x, xn, q, k, v, attn, gate, up, h, z, idx, nsel, logits, axpy, freq, nhot, cold;
 } scratch_sizes;
+
+static int layers_on_gpu(const pi_model *m, const pi_gpu_params *p)
+{
+    return p->n_layer_gpu > 0 && p->n_layer_gpu < m->hp.n_layer ? p->n_layer_gpu : m->hp.n_layer;
+}
+
+/* Neurons of layer il the GPU holds. */
+static int64_t hot_of(const pi_model *m, const pi_gpu_params *p, int il)
+{
+    return p->n_hot && p->n_hot[il] < m->hp.n_ff ? (p->n_hot[il] > 0 ? p->n_hot[il] : 0)
+                                                 : m->hp.n_ff;
+}
+
+static uint64_t rows_bytes(const pi_weight *w, int64_t rows)
+{
+    return w->data ? align_up((uint64_t)rows * w->row_bytes) : 0;
+}
 
 static scratch_sizes scratch_of(const pi_model *m, const pi_gpu_params *p)
 {
@@ -73,7 +92,10 @@ static scratch_sizes scratch_of(const pi_model *m, const pi_gpu_params *p)
         .logits = B * (uint64_t)hp->n_vocab * 4,
         .axpy = axpy_scratch_floats(hp->n_ff, hp->n_embd, p->n_batch) * 4,
         .freq = (uint64_t)(hp->n_rot / 2 > 0 ? hp->n_rot / 2 : 1) * 4,
+        .nhot = p->n_hot ? B * 4 : 4, .cold = p->n_hot ? B * d * 4 : 4,
     };
+    if (layers_on_gpu(m, p) < hp->n_layer)
+        s.logits = 4; /* the output runs on the CPU */
     return s;
 }
 
@@ -96,14 +118,19 @@ int pi_gpu_plan_for(const pi_model *m, const pi_gpu_params *p, pi_gpu_plan *out,
     if (p->sparse && !m->pred)
         return pi_err_set(err, "the model carries no predictors (pack it with pi-pack --predictors)");
     const pi_hparams *hp = &m->hp;
-    for (int il = 0; il < hp->n_layer; il++) {
+    if (p->n_hot && !p->sparse)
+        return pi_err_set(err, "GPU plan: hybrid placement needs the predictors");
+    int nl = layers_on_gpu(m, p);
+    for (int il = 0; il < nl; il++) {
         const pi_layer *l = &m->layers[il];
         const pi_weight *att[] = { &l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo,
                                    &l->bq, &l->bk, &l->bv, &l->q_norm, &l->k_norm };
         for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
             out->attention += weight_bytes(att[i]);
-        out->ffn += weight_bytes(&l->ffn_norm) + weight_bytes(&l->gate) + weight_bytes(&l->up) +
-                    weight_bytes(&l->down);
+        int64_t hot = hot_of(m, p, il);
+        out->ffn += weight_bytes(&l->ffn_norm) + rows_bytes(&l->gate, hot) +
+                    rows_bytes(&l->up, hot) + (l->down_t ? rows_bytes(&l->down, hot)
+                                                         : weight_bytes(&l->down));
         pi_predictor_layer pl;
         if (p->sparse && pi_predictor_get_layer(m->pred, il, &pl) == 0 && pl.rank > 0) {
             uint64_t r = (uint64_t)pl.rank;
@@ -111,16 +138,83 @@ int pi_gpu_plan_for(const pi_model *m, const pi_gpu_params *p, pi_gpu_plan *out,
                                align_up((uint64_t)hp->n_ff * r * 2) + align_up((uint64_t)hp->n_ff * 4);
         }
     }
-    out->embeddings = weight_bytes(&m->tok_embd) + weight_bytes(&m->output_norm);
-    if (m->output.data != m->tok_embd.data)
-        out->embeddings += weight_bytes(&m->output);
-    uint64_t kv_layer = align_up((uint64_t)p->n_ctx * hp->n_head_kv * hp->head_dim * 2);
-    out->kv = 2 * kv_layer * (uint64_t)hp->n_layer;
+    out->embeddings = weight_bytes(&m->tok_embd);
+    if (nl == hp->n_layer) {
+        out->embeddings += weight_bytes(&m->output_norm);
+        if (m->output.data != m->tok_embd.data)
+            out->embeddings += weight_bytes(&m->output);
+    }
+    uint64_t kv_layer = (uint64_t)p->n_ctx * hp->n_head_kv * hp->head_dim * 2;
+    out->kv = 2 * align_up(kv_layer * (uint64_t)nl);
     scratch_sizes s = scratch_of(m, p);
     out->scratch = scratch_total(&s);
     out->total = out->attention + out->ffn + out->embeddings + out->predictors + out->kv +
                  out->scratch;
     return 0;
+}
+
+static double gib(uint64_t b) { return (double)b / 1073741824.0; }
+
+/* Hybrid: the placement plan's hot prefix per layer, then the GPU plan of
+ * that.  The placement is told this run's own scratch and predictors (which
+ * it does not count as resident) and plans for a budget short by what the
+ * 256-byte alignment of every tensor may add (at most 20 per layer). */
+static int fit_hybrid(const pi_model *m, pi_gpu_params *p, const pi_gpu_plan *whole, int *n_hot,
+                      pi_gpu_plan *plan, pi_err *err)
+{
+    uint64_t slack = (uint64_t)ALIGN * (20 * (uint64_t)m->hp.n_layer + 8);
+    pi_placement_params pp = { p->vram > slack ? p->vram - slack : 1, p->n_ctx,
+                               PI_PLACEMENT_KV_BYTES, whole->scratch + whole->predictors };
+    pi_placement pl;
+    if (pi_placement_plan_model(m, &pp, &pl, err))
+        return -1;
+    for (int il = 0; il < m->hp.n_layer; il++)
+        n_hot[il] = pl.layers[il].n_gpu;
+    pi_placement_free(&pl);
+    p->n_hot = n_hot;
+    return pi_gpu_plan_for(m, p, plan, err);
+}
+
+int pi_gpu_fit(const pi_model *m, pi_gpu_params *p, bool offload, int *n_hot, pi_gpu_mode *mode,
+               pi_err *err)
+{
+    pi_gpu_plan plan;
+    p->n_layer_gpu = 0;
+    p->n_hot = NULL;
+    *mode = PI_GPU_WHOLE;
+    if (pi_gpu_plan_for(m, p, &plan, err))
+        return -1;
+    if (!p->vram || plan.total <= p->vram)
+        return 0;
+    uint64_t whole = plan.total;
+    if (offload) {
+        *mode = PI_GPU_OFFLOAD;
+        for (int nl = m->hp.n_layer - 1; nl > 0; nl--) {
+            p->n_layer_gpu = nl;
+            if (pi_gpu_plan_for(m, p, &plan, err))
+                return -1;
+            if (plan.total <= p->vram)
+                return 0;
+        }
+        p->n_layer_gpu = 0;
+        return pi_err_set(err, "not one layer fits in --vram %.2f GiB (the embeddings, one "
+                          "layer, its KV cache and scratch need %.2f GiB)", gib(p->vram),
+                          gib(plan.total));
+    }
+    if (m->pack && m->pred && p->sparse) {
+        *mode = PI_GPU_HYBRID;
+        pi_gpu_plan w = plan;
+        if (fit_hybrid(m, p, &w, n_hot, &plan, err))
+            return -1;
+        if (plan.total <= p->vram)
+            return 0;
+        p->n_hot = NULL;
+        return pi_err_set(err, "the hybrid plan needs %.2f GiB on the GPU, over --vram %.2f GiB",
+                          gib(plan.total), gib(p->vram));
+    }
+    return pi_err_set(err, "the model needs %.2f GiB on the GPU but --vram allows %.2f GiB: "
+                      "use --offload-layers, or a model packed with predictors for hybrid "
+                      "placement", gib(whole), gib(p->vram));
 }
 
 #ifdef PI_CUDA
@@ -139,6 +233,7 @@ typedef struct dev_layer {
     dev_w attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, gate, up, down;
     bool down_t;
     int rank;          /* 0: no predictor, the layer runs dense */
+    int64_t n_hot;     /* neurons held here (a prefix); n_ff unless hybrid */
     float threshold;   /* predictor's plus the shift */
     dev_w w1, b1, w2, b2;
 } dev_layer;
@@ -155,6 +250,14 @@ struct pi_gpu {
     int32_t *ids, *idx, *nsel;
     float *x, *xn, *q, *k, *v, *attn, *gate, *up, *h, *z, *logits, *axpy, *freq;
     int32_t *nsel_host; /* n_layer * n_batch */
+    int n_layer_gpu;
+    /* hybrid: per-layer scratch on the device, and page-locked host copies */
+    int32_t *nhot;
+    float *cold;
+    float *xn_h, *out_h;
+    int32_t *idx_h, *nsel_h, *nhot_h;
+    void *copied; /* event: the copies to the host are done */
+    pi_gpu_stats stats;
 };
 
 static int cuda_fail(pi_err *err, const char *what, int rc)
@@ -239,15 +342,24 @@ static int upload_layer(pi_gpu *g, int il, pi_err *err)
     for (size_t i = 0; i < sizeof hw / sizeof hw[0]; i++)
         if (upload(g, dw[i], hw[i], err))
             return -1;
-    const pi_weight *hm[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down };
+    d->n_hot = hot_of(g->m, &g->p, il);
+    pi_weight gate = l->gate, up = l->up, down = l->down;
+    gate.ne1 = up.ne1 = d->n_hot; /* a packed layer's hottest neurons: a prefix */
+    if (l->down_t)
+        down.ne1 = d->n_hot;
+    const pi_weight *hm[] = { &l->wq, &l->wk, &l->wv, &l->wo, &gate, &up, &down };
     dev_w *dm[] = { &d->wq, &d->wk, &d->wv, &d->wo, &d->gate, &d->up, &d->down };
     for (size_t i = 0; i < sizeof hm / sizeof hm[0]; i++)
         if (upload_matrix(g, dm[i], hm[i], err))
             return -1;
     d->down_t = l->down_t;
+    if (d->n_hot < g->m->hp.n_ff && !l->down_t)
+        return pi_err_set(err, "GPU: a hybrid layer needs a packed model (layer %d)", il);
     pi_predictor_layer pl;
     if (!g->p.sparse || pi_predictor_get_layer(g->m->pred, il, &pl) || pl.rank <= 0)
-        return 0;
+        return d->n_hot < g->m->hp.n_ff
+                   ? pi_err_set(err, "GPU: hybrid layer %d has no predictor", il)
+                   : 0;
     if (!l->down_t)
         return pi_err_set(err, "GPU: layer %d has a predictor but no neuron-major down", il);
     d->rank = pl.rank;
@@ -280,7 +392,9 @@ static int take_scratch(pi_gpu *g, pi_err *err)
     g->logits = take(g, s.logits);
     g->axpy = take(g, s.axpy);
     g->freq = take(g, s.freq);
-    if (!g->freq) /* the last one: all or nothing fit */
+    g->nhot = take(g, s.nhot);
+    g->cold = take(g, s.cold);
+    if (!g->cold) /* the last one: all or nothing fit */
         return pi_err_set(err, "GPU: the plan has no room for the scratch buffers");
     const pi_hparams *hp = &g->m->hp;
     float freq[hp->n_rot / 2 > 0 ? hp->n_rot / 2 : 1];
@@ -310,10 +424,37 @@ static int check_device(const pi_model *m, const pi_gpu_params *p, const pi_gpu_
     scratch_sizes s = scratch_of(m, p);
     if (pi_kernel_rows_axpy_scratch(m->hp.n_ff, m->hp.n_embd, p->n_batch) * 4 > s.axpy)
         return pi_err_set(err, "GPU: the down kernel needs more scratch than planned");
+    if (p->n_hot && !p->cold)
+        return pi_err_set(err, "GPU: a hybrid run needs the CPU half of its FFNs");
     if (m->hp.head_dim > 256)
         return pi_err_set(err, "GPU: head size %d exceeds the attention kernel's 256",
                           m->hp.head_dim);
     return 0;
+}
+
+/* A hybrid run's page-locked host copies (asynchronous copies need them;
+ * host memory, not counted in the budget) and the event the host waits on. */
+static int host_buffers(pi_gpu *g, pi_err *err)
+{
+    size_t B = (size_t)g->p.n_batch, d = (size_t)g->m->hp.n_embd, ff = (size_t)g->m->hp.n_ff;
+    void *xn = NULL, *out = NULL, *idx = NULL, *nsel = NULL, *nhot = NULL;
+    int rc = pi_kernel_host_alloc(&xn, B * d * 4);
+    if (!rc)
+        rc = pi_kernel_host_alloc(&out, B * d * 4);
+    if (!rc)
+        rc = pi_kernel_host_alloc(&idx, B * ff * 4);
+    if (!rc)
+        rc = pi_kernel_host_alloc(&nsel, B * 4);
+    if (!rc)
+        rc = pi_kernel_host_alloc(&nhot, B * 4);
+    g->xn_h = xn;
+    g->out_h = out;
+    g->idx_h = idx;
+    g->nsel_h = nsel;
+    g->nhot_h = nhot;
+    if (!rc)
+        rc = pi_kernel_event_create(&g->copied);
+    return rc ? cuda_fail(err, "page-locked host buffers", rc) : 0;
 }
 
 pi_gpu *pi_gpu_new(const pi_model *m, const pi_gpu_params *p, pi_err *err)
@@ -341,19 +482,22 @@ pi_gpu *pi_gpu_new(const pi_model *m, const pi_gpu_params *p, pi_err *err)
     }
     g->arena = arena;
     const pi_hparams *hp = &m->hp;
+    g->n_layer_gpu = layers_on_gpu(m, p);
     uint64_t kv_layer = (uint64_t)p->n_ctx * hp->n_head_kv * hp->head_dim;
-    int bad = upload(g, &g->output_norm, &m->output_norm, err) ||
-              upload_matrix(g, &g->tok_embd, &m->tok_embd, err);
-    if (!bad && m->output.data != m->tok_embd.data)
-        bad = upload_matrix(g, &g->output, &m->output, err);
-    else
-        g->output = g->tok_embd;
-    for (int il = 0; !bad && il < hp->n_layer; il++)
+    int bad = upload_matrix(g, &g->tok_embd, &m->tok_embd, err);
+    if (!bad && g->n_layer_gpu == hp->n_layer) { /* the output runs here too */
+        bad = upload(g, &g->output_norm, &m->output_norm, err);
+        if (!bad && m->output.data != m->tok_embd.data)
+            bad = upload_matrix(g, &g->output, &m->output, err);
+        else
+            g->output = g->tok_embd;
+    }
+    for (int il = 0; !bad && il < g->n_layer_gpu; il++)
         bad = upload_layer(g, il, err);
     if (!bad) {
-        g->k_cache = take(g, kv_layer * 2 * (uint64_t)hp->n_layer);
-        g->v_cache = take(g, kv_layer * 2 * (uint64_t)hp->n_layer);
-        bad = take_scratch(g, err);
+        g->k_cache = take(g, kv_layer * 2 * (uint64_t)g->n_layer_gpu);
+        g->v_cache = take(g, kv_layer * 2 * (uint64_t)g->n_layer_gpu);
+        bad = take_scratch(g, err) || (p->n_hot && host_buffers(g, err));
     }
     if (!bad && (rc = pi_kernel_stream_sync(NULL)))
         bad = cuda_fail(err, "weight upload", rc);
@@ -369,12 +513,33 @@ void pi_gpu_free(pi_gpu *g)
     if (!g)
         return;
     pi_kernel_free(g->arena);
+    pi_kernel_host_free(g->xn_h);
+    pi_kernel_host_free(g->out_h);
+    pi_kernel_host_free(g->idx_h);
+    pi_kernel_host_free(g->nsel_h);
+    pi_kernel_host_free(g->nhot_h);
+    pi_kernel_event_destroy(g->copied);
     free(g->layers);
     free(g->nsel_host);
     free(g);
 }
 
 uint64_t pi_gpu_memory(const pi_gpu *g) { return g->used; }
+pi_gpu_stats pi_gpu_get_stats(const pi_gpu *g) { return g->stats; }
+int pi_gpu_layers(const pi_gpu *g) { return g->n_layer_gpu; }
+
+pi_gpu_mode pi_gpu_get_mode(const pi_gpu *g)
+{
+    return g->p.n_hot ? PI_GPU_HYBRID
+                      : g->n_layer_gpu < g->m->hp.n_layer ? PI_GPU_OFFLOAD : PI_GPU_WHOLE;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static int matmul(const dev_w *w, const float *x, int n, float *y, int64_t y_ld, pi_err *err)
 {
@@ -473,6 +638,48 @@ static int ffn_sparse(pi_gpu *g, const dev_layer *l, int il, int n, pi_err *err)
     return 0;
 }
 
+/* A hybrid layer: the predictor here, the selection split at n_hot; the
+ * GPU's hot neurons run while the CPU computes the cold ones from copies,
+ * and the CPU's partial sum is added here. */
+static int ffn_hybrid(pi_gpu *g, const dev_layer *l, int il, int n, pi_err *err)
+{
+    const pi_hparams *hp = &g->m->hp;
+    int64_t d = hp->n_embd, ff = hp->n_ff;
+    int32_t *nsel = g->nsel + (size_t)il * g->p.n_batch;
+    if (matmul(&l->w1, g->xn, n, g->h, l->rank, err))
+        return -1;
+    CK("predictor", pi_kernel_bias_relu(g->h, l->b1.p, n, l->rank, NULL));
+    if (matmul(&l->w2, g->h, n, g->z, ff, err))
+        return -1;
+    CK("selection", pi_kernel_select(g->z, l->b2.p, n, ff, l->threshold, g->idx, nsel, NULL));
+    CK("split", pi_kernel_count_below(g->idx, nsel, n, ff, (int32_t)l->n_hot, g->nhot, NULL));
+    CK("to host", pi_kernel_copy_to_host(g->xn_h, g->xn, (size_t)n * d * 4, NULL));
+    CK("to host", pi_kernel_copy_to_host(g->idx_h, g->idx, (size_t)n * ff * 4, NULL));
+    CK("to host", pi_kernel_copy_to_host(g->nsel_h, nsel, (size_t)n * 4, NULL));
+    CK("to host", pi_kernel_copy_to_host(g->nhot_h, g->nhot, (size_t)n * 4, NULL));
+    CK("to host", pi_kernel_event_record(g->copied, NULL));
+    CK("hot gate", pi_kernel_matvec_rows((uint32_t)l->gate.type, l->gate.p, l->gate.row_bytes, d,
+                                         g->idx, g->nhot, ff, g->xn, n, g->gate, NULL));
+    CK("hot up", pi_kernel_matvec_rows((uint32_t)l->up.type, l->up.p, l->up.row_bytes, d, g->idx,
+                                       g->nhot, ff, g->xn, n, g->up, NULL));
+    CK("swiglu", pi_kernel_swiglu(g->gate, g->up, g->gate, n * ff, NULL));
+    CK("hot down", pi_kernel_rows_axpy((uint32_t)l->down.type, l->down.p, l->down.row_bytes, d,
+                                       g->idx, g->nhot, ff, g->gate, n, g->x, 1, g->axpy, NULL));
+    double t0 = now_s();
+    CK("to host", pi_kernel_event_sync(g->copied));
+    double t1 = now_s();
+    g->p.cold(g->p.cold_user, il, g->xn_h, g->idx_h, ff, g->nhot_h, g->nsel_h, g->out_h, n);
+    g->stats.wait_s += t1 - t0;
+    g->stats.cold_s += now_s() - t1;
+    for (int t = 0; t < n; t++) {
+        g->stats.hot += (uint64_t)g->nhot_h[t];
+        g->stats.cold += (uint64_t)(g->nsel_h[t] - g->nhot_h[t]);
+    }
+    CK("from host", pi_kernel_copy_to_device(g->cold, g->out_h, (size_t)n * d * 4, NULL));
+    CK("residual", pi_kernel_add(g->x, g->cold, n * d, NULL));
+    return 0;
+}
+
 static int layer(pi_gpu *g, int il, int n, int n_past, pi_err *err)
 {
     const dev_layer *l = &g->layers[il];
@@ -481,23 +688,30 @@ static int layer(pi_gpu *g, int il, int n, int n_past, pi_err *err)
         return -1;
     CK("FFN norm", pi_kernel_rmsnorm(g->x, l->ffn_norm.p, g->xn, n, hp->n_embd, hp->rms_eps,
                                      NULL));
+    if (l->n_hot < hp->n_ff)
+        return ffn_hybrid(g, l, il, n, err);
     return l->rank ? ffn_sparse(g, l, il, n, err) : ffn_dense(g, l, n, err);
 }
 
 int pi_gpu_batch(pi_gpu *g, const int32_t *tokens, int n, int n_past, float *logits, bool all,
-                 uint64_t *active, pi_err *err)
+                 uint64_t *active, float *x_out, pi_err *err)
 {
     const pi_hparams *hp = &g->m->hp;
     int64_t d = hp->n_embd, nv = hp->n_vocab;
     if (n <= 0 || n > g->p.n_batch || n_past < 0 || n_past + n > g->p.n_ctx)
         return pi_err_set(err, "GPU batch of %d tokens at %d does not fit (batch %d, context %d)",
                           n, n_past, g->p.n_batch, g->p.n_ctx);
+    bool offload = g->n_layer_gpu < hp->n_layer;
+    if (offload && (logits || !x_out))
+        return pi_err_set(err, "GPU: with layers on the CPU the caller computes the logits");
     CK("token upload", pi_kernel_copy_to_device(g->ids, tokens, (size_t)n * 4, NULL));
     CK("embedding", pi_kernel_get_rows((uint32_t)g->tok_embd.type, g->tok_embd.p,
                                        g->tok_embd.row_bytes, d, g->ids, n, g->x, NULL));
-    for (int il = 0; il < hp->n_layer; il++)
+    for (int il = 0; il < g->n_layer_gpu; il++)
         if (layer(g, il, n, n_past, err))
             return -1;
+    if (offload)
+        CK("hidden state", pi_kernel_copy_to_host(x_out, g->x, (size_t)n * d * 4, NULL));
     int first = all ? 0 : n - 1, rows = n - first;
     if (logits) {
         CK("output norm", pi_kernel_rmsnorm(g->x + (size_t)first * d, g->output_norm.p, g->xn,
@@ -510,7 +724,7 @@ int pi_gpu_batch(pi_gpu *g, const int32_t *tokens, int n, int n_past, float *log
         CK("counts", pi_kernel_copy_to_host(g->nsel_host, g->nsel,
                                             (size_t)hp->n_layer * g->p.n_batch * 4, NULL));
     CK("batch", pi_kernel_stream_sync(NULL));
-    for (int il = 0; active && il < hp->n_layer; il++) {
+    for (int il = 0; active && il < g->n_layer_gpu; il++) {
         uint64_t a = 0;
         for (int t = 0; t < n; t++)
             a += g->layers[il].rank ? (uint64_t)g->nsel_host[(size_t)il * g->p.n_batch + t]
@@ -532,9 +746,13 @@ void pi_gpu_free(pi_gpu *g) {}
 uint64_t pi_gpu_memory(const pi_gpu *g) { return 0; }
 
 int pi_gpu_batch(pi_gpu *g, const int32_t *tokens, int n, int n_past, float *logits, bool all,
-                 uint64_t *active, pi_err *err)
+                 uint64_t *active, float *x_out, pi_err *err)
 {
     return pi_err_set(err, "built without CUDA");
 }
+
+pi_gpu_stats pi_gpu_get_stats(const pi_gpu *g) { return (pi_gpu_stats){ 0 }; }
+pi_gpu_mode pi_gpu_get_mode(const pi_gpu *g) { return PI_GPU_WHOLE; }
+int pi_gpu_layers(const pi_gpu *g) { return 0; }
 
 #endif

@@ -351,18 +351,18 @@ static void gate_floor(pi_sparse *s, int n)
     }
 }
 
-void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *out, float *act,
-                   int n)
+/* Gate, up and down of the neurons whose s->z exceeds threshold (after the
+ * gate floor, when on), for n tokens; counted in the statistics when
+ * `count`. */
+static void ffn_selected(pi_sparse *s, pi_pool *pool, int il, float threshold, const float *x,
+                         float *out, float *act, int n, bool count)
 {
     const sp_layer *l = &s->layers[il];
     const pi_layer *ly = &s->m->layers[il];
     int64_t d = s->n_embd, ff = s->n_ff;
-    double t0 = now_s();
-    predict(s, pool, l, x, n);
-    double t1 = now_s();
     /* gate and up of one type (the usual case) share one copy of the input */
     bool shared = l->fg.wtype == l->fu.wtype;
-    gu_job j = { s, ly, l->fg, l->fu, shared ? s->xg : s->xu, l->threshold, act, n,
+    gu_job j = { s, ly, l->fg, l->fu, shared ? s->xg : s->xu, threshold, act, n,
                  s->gate_floor > 0.0f ? GU_GATE : GU_BOTH };
     for (int t = 0; t < n; t++) {
         to_form(&j.fg, x + t * d, d, s->xg + (size_t)t * j.fg.row_bytes);
@@ -380,22 +380,50 @@ void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *o
         const float *z = s->z + t * ff;
         int64_t k = 0, sel = 0;
         for (int64_t i = 0; i < ff; i++)
-            if (z[i] > l->threshold) {
+            if (z[i] > threshold) {
                 sel++;
                 if (j.pass == GU_UP && act[t * ff + i] == 0.0f)
                     continue; /* below the gate floor */
                 s->idx[k] = (int32_t)i;
                 s->act_c[k++] = act[t * ff + i];
             }
-        s->active[il] += (uint64_t)sel;
-        s->kept[il] += (uint64_t)k;
+        if (count) {
+            s->active[il] += (uint64_t)sel;
+            s->kept[il] += (uint64_t)k;
+        }
         pi_ffn_down_t(pool, &ly->down, s->act_c, k, s->idx, k, out + t * d, 1);
     }
-    if (il == 0)
+    if (count && il == 0)
         s->tokens += (uint64_t)n;
+}
+
+void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *out, float *act,
+                   int n)
+{
+    const sp_layer *l = &s->layers[il];
+    double t0 = now_s();
+    predict(s, pool, l, x, n);
+    double t1 = now_s();
+    ffn_selected(s, pool, il, l->threshold, x, out, act, n, true);
     double t2 = now_s();
     s->predictor_s += t1 - t0;
     s->ffn_s += t2 - t0;
+}
+
+void pi_sparse_ffn_listed(pi_sparse *s, pi_pool *pool, int il, const float *x, float *out,
+                          float *act, const int32_t *idx, int64_t stride, const int32_t *first,
+                          const int32_t *count, int n)
+{
+    int64_t ff = s->n_ff;
+    for (int t = 0; t < n; t++) {
+        float *z = s->z + t * ff;
+        for (int64_t i = 0; i < ff; i++)
+            z[i] = -1.0f;
+        for (int32_t i = first[t]; i < count[t]; i++)
+            if (idx[t * stride + i] >= 0 && idx[t * stride + i] < ff)
+                z[idx[t * stride + i]] = 1.0f;
+    }
+    ffn_selected(s, pool, il, 0.0f, x, out, act, n, false);
 }
 
 void pi_sparse_count_dense(pi_sparse *s, int il, int n)

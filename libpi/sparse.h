@@ -73,6 +73,14 @@ bool pi_sparse_layer_on(const pi_sparse *s, int il);
 void pi_sparse_ffn(pi_sparse *s, pi_pool *pool, int il, const float *x, float *out, float *act,
                    int n);
 
+/* Layer il's FFN over neurons chosen elsewhere (a hybrid run's predictor,
+ * on the GPU): for token t the neurons idx[t * stride + i], first[t] <= i <
+ * count[t], each in [0, n_ff).  out is overwritten; act is scratch of n
+ * rows of n_ff.  Not counted in the statistics (the chooser counts). */
+void pi_sparse_ffn_listed(pi_sparse *s, pi_pool *pool, int il, const float *x, float *out,
+                          float *act, const int32_t *idx, int64_t stride, const int32_t *first,
+                          const int32_t *count, int n);
+
 /* The counts stay owned by s, valid until the next call on s. */
 pi_sparse_stats pi_sparse_get_stats(const pi_sparse *s);
 void pi_sparse_reset_stats(pi_sparse *s);

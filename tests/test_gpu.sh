@@ -65,6 +65,43 @@ t "a budget below the plan is reported as not fitting" grep -q "does not fit" "$
 plan "$tmp/m.gguf" -c 256 --vram 1G >"$tmp/plan_big" 2>&1
 t "a budget above the plan fits" grep -q ": fits" "$tmp/plan_big"
 
+# Over the budget: a packed sparse model runs hybrid, the hottest neurons
+# of each layer on the GPU, more of them for a larger budget; with
+# --offload-layers as many whole layers as fit (and one more does not).
+# Budgets: the whole plan less 70% and less 30% of its FFN bytes.
+whole=$(awk '$1 == "total" { print $2; exit }' "$tmp/plan_sparse")
+ffn=$(awk '$1 == "ffn" { print $2; exit }' "$tmp/plan_sparse")
+budget() { echo $((whole - ffn * (100 - $1) / 100)); }
+for frac in 30 70; do
+    plan "$tmp/pk.gguf" -c 256 -b 16 --vram "$(budget $frac)" >"$tmp/hy$frac" 2>&1
+done
+t "over the budget a packed model's plan is hybrid, within the budget" python3 - \
+    "$tmp/hy30" "$tmp/hy70" "$(budget 30)" "$(budget 70)" <<'PY'
+import re, sys
+held, ok = [], True
+for path, budget in zip(sys.argv[1:3], sys.argv[3:5]):
+    text = open(path).read()
+    m = re.search(r"hybrid: attention on the GPU, (\d+) of (\d+) FFN neurons", text)
+    totals = [int(l.split()[1]) for l in text.splitlines() if l.split()[:1] == ["total"]]
+    print(path, m.groups() if m else None, totals)
+    ok &= bool(m) and len(totals) == 2 and totals[1] <= int(budget)
+    held.append(int(m.group(1)) if m else -1)
+sys.exit(0 if ok and 0 <= held[0] < held[1] else 1)
+PY
+mwhole=$(awk '$1 == "total" { print $2; exit }' "$tmp/plan_dense")
+plan "$tmp/m.gguf" -c 256 -b 16 --vram $((mwhole * 60 / 100)) --offload-layers >"$tmp/off" 2>&1
+t "--offload-layers: the plan holds whole layers within the budget" python3 - "$tmp/off" \
+    $((mwhole * 60 / 100)) <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"layer offload: (\d+) of (\d+) layers on the GPU", text)
+totals = [int(l.split()[1]) for l in text.splitlines() if l.split()[:1] == ["total"]]
+print(m.groups() if m else None, totals)
+sys.exit(0 if m and 0 < int(m.group(1)) < int(m.group(2)) and totals[-1] <= int(sys.argv[2]) else 1)
+PY
+fails_with "a dense model over the budget without --offload-layers is refused" 1 \
+    "use --offload-layers" "$run" -m "$tmp/m.gguf" -p hi -c 256 --vram $((mwhole / 2))
+
 # ---- usage errors ----------------------------------------------------------
 
 fails_with "--dry-run alone is a usage error" 2 "needs --gpu or --vram" \
@@ -74,6 +111,10 @@ fails_with "--cpu-fallback alone is a usage error" 2 "needs --gpu or --vram" \
 fails_with "--gate-floor on the GPU is a usage error" 2 "not available on the GPU" \
     "$run" -m "$tmp/pk.gguf" -p hi --gpu --gate-floor 0.5
 fails_with "a bad --vram is a usage error" 2 "vram" "$run" -m "$tmp/m.gguf" -p hi --vram 6Q
+fails_with "--offload-layers without --vram is a usage error" 2 "needs --vram" \
+    "$run" -m "$tmp/m.gguf" -p hi --offload-layers
+fails_with "--offload-layers runs dense: no --sparsity-shift" 2 "runs dense" \
+    "$run" -m "$tmp/pk.gguf" -p hi --vram 1G --offload-layers --sparsity-shift 1
 
 # ---- without a GPU -----------------------------------------------------------
 
@@ -95,7 +136,7 @@ if [ $has_gpu -eq 0 ]; then
         >"$tmp/fb.json" 2>/dev/null
     t "--json says where it ran" grep -q '"device": "cpu", "gpu_memory_bytes": 0' "$tmp/fb.json"
     echo "skipping the GPU comparisons: ${why#device: }"
-    skipped=$((skipped + 7))
+    skipped=$((skipped + 10))
     finish
     exit
 fi
@@ -148,6 +189,33 @@ a, b = (np.fromfile(p, "<f4") for p in sys.argv[1:3])
 err = np.abs(a - b).max() / np.abs(b).max()
 print(f"max difference {err:.2e}")
 sys.exit(0 if a.shape == b.shape and err < 1e-4 else 1)
+PY
+# Hybrid under several budgets: the split must not change the math.
+"$logits" "$tmp/pk.gguf" $ids --gpu 1 --out "$tmp/whole.bin" >/dev/null
+for frac in 30 70; do
+    "$logits" "$tmp/pk.gguf" $ids --gpu 1 --vram "$(budget $frac)" --out "$tmp/h$frac.bin" \
+        >/dev/null || bad "hybrid with $frac% of the FFN bytes runs"
+    t "hybrid with $frac% of the FFN bytes: logits = whole-GPU sparse to float rounding" python3 - \
+        "$tmp/h$frac.bin" "$tmp/whole.bin" <<'PY'
+import sys
+import numpy as np
+a, b = (np.fromfile(p, "<f4") for p in sys.argv[1:3])
+err = np.abs(a - b).max() / np.abs(b).max()
+print(f"max difference {err:.2e}")
+sys.exit(0 if a.shape == b.shape and err < 1e-4 else 1)
+PY
+done
+"$logits" "$tmp/m.gguf" $ids --gpu 1 --vram $((mwhole * 60 / 100)) --offload 1 \
+    --out "$tmp/off.bin" >/dev/null || bad "layer offload runs"
+"$logits" "$tmp/m.gguf" $ids --exact 1 --out "$tmp/cpu.bin" >/dev/null
+t "layer offload: logits = the CPU's exact path within 1e-3" python3 - "$tmp/off.bin" \
+    "$tmp/cpu.bin" <<'PY'
+import sys
+import numpy as np
+a, b = (np.fromfile(p, "<f4") for p in sys.argv[1:3])
+err = np.abs(a - b).max() / np.abs(b).max()
+print(f"max difference {err:.2e}")
+sys.exit(0 if a.shape == b.shape and err < 1e-3 else 1)
 PY
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$model" ]; then

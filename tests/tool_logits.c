@@ -7,7 +7,8 @@
  * runs sparse unless --dense 1; --shift D moves the thresholds, --gate-floor F
  * turns the gate check on (sparse.h); --active 1
  * prints, after the prompt, the neurons computed per layer (sparse.h).
- * --gpu 1 runs every layer on the CUDA device (gpu.h).  --experts 1 prints,
+ * --gpu 1 runs on the CUDA device (gpu.h): whole, or under --vram BYTES
+ * hybrid (a packed model) or with --offload 1 as many layers as fit.  --experts 1 prints,
  * after the prompt, how often a mixture of experts chose each expert of each
  * layer (moe.h).
  */
@@ -67,6 +68,10 @@ int main(int argc, char **argv)
             cp.gate_floor = strtof(argv[i + 1], NULL);
         else if (!strcmp(argv[i], "--gpu"))
             cp.gpu = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--vram"))
+            cp.vram = strtoull(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--offload"))
+            cp.offload_layers = atoi(argv[i + 1]) != 0;
         else if (!strcmp(argv[i], "--active"))
             active = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--experts"))

@@ -31,6 +31,7 @@ typedef struct opts {
     int n_predict, threads, ctx, batch, ppl_stride, ppl_score;
     bool chat, json, quiet, no_special, ignore_eos, dry_run, dense, sparse_opt, ppl_argmax;
     bool gpu, cpu_fallback; /* --gpu (or a --vram the whole model fits in) */
+    bool offload;           /* --offload-layers */
     /* sparse_opt: --sparsity-shift or a nonzero --gate-floor was given */
     float shift, gate_floor; /* --sparsity-shift, --gate-floor */
     uint64_t vram; /* 0: no GPU */
@@ -84,7 +85,11 @@ static void usage(FILE *f)
         "                          with the KV cache in GPU memory\n"
         "      --vram SIZE         GPU memory pi may take (e.g. 6G); the model runs on\n"
         "                          the GPU when it fits whole (weights, KV cache for\n"
-        "                          --ctx-size, scratch)\n"
+        "                          --ctx-size, scratch), else split with the CPU\n"
+        "      --offload-layers    with --vram: a model over the budget runs dense, as\n"
+        "                          many whole layers as fit on the GPU, the rest on the CPU\n"
+        "                          (without it, a packed model runs hybrid: its hottest\n"
+        "                          neurons on the GPU, the rest on the CPU)\n"
         "      --cpu-fallback      with --gpu or --vram: run on the CPU, with a warning,\n"
         "                          when no GPU can be used\n"
         "      --dry-run           print the GPU plan and exit: with --gpu, the bytes a\n"
@@ -118,7 +123,8 @@ static int parse_args(int argc, char **argv, void *opts_out)
 {
     opts *o = opts_out;
     enum { CHAT = 256, SYSTEM, TEMP, TOPK, TOPP, MINP, RPEN, RLAST, PPL, STRIDE, SCORE, JSON,
-           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX, FLOOR, GPU, FALLBACK };
+           NOSPECIAL, IGNEOS, VRAM, DRYRUN, DENSE, SHIFT, ARGMAX, FLOOR, GPU, FALLBACK,
+           OFFLOAD };
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "prompt", 1, 0, 'p' }, { "file", 1, 0, 'f' },
         { "n-predict", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "ctx-size", 1, 0, 'c' },
@@ -132,6 +138,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
         { "vram", 1, 0, VRAM }, { "dry-run", 0, 0, DRYRUN }, { "dense", 0, 0, DENSE },
         { "sparsity-shift", 1, 0, SHIFT }, { "ppl-argmax", 0, 0, ARGMAX },
         { "gate-floor", 1, 0, FLOOR }, { "gpu", 0, 0, GPU }, { "cpu-fallback", 0, 0, FALLBACK },
+        { "offload-layers", 0, 0, OFFLOAD },
         { 0, 0, 0, 0 },
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -178,6 +185,7 @@ static int parse_args(int argc, char **argv, void *opts_out)
         case DRYRUN: o->dry_run = true; break;
         case GPU: o->gpu = true; break;
         case FALLBACK: o->cpu_fallback = true; break;
+        case OFFLOAD: o->offload = true; break;
         case DENSE: o->dense = true; break;
         case ARGMAX: o->ppl_argmax = true; break;
         case FLOOR: rc = num("gate-floor", optarg, 0, 100, &v); o->gate_floor = (float)v;
@@ -212,11 +220,22 @@ static int parse_args(int argc, char **argv, void *opts_out)
         fprintf(stderr, "%s: --cpu-fallback needs --gpu or --vram SIZE\n", prog);
         return 2;
     }
+    if (o->offload && o->sparse_opt) {
+        fprintf(stderr, "%s: --offload-layers runs dense; --sparsity-shift and --gate-floor have "
+                "no effect\n", prog);
+        return 2;
+    }
+    o->dense = o->dense || o->offload; /* the baseline llama.cpp's -ngl gives */
+    if (o->offload && !o->vram) {
+        fprintf(stderr, "%s: --offload-layers needs --vram SIZE\n", prog);
+        return 2;
+    }
     if ((o->gpu || o->vram) && o->gate_floor > 0) {
         fprintf(stderr, "%s: --gate-floor is not available on the GPU\n", prog);
         return 2;
     }
-    o->gpu = o->gpu || (o->vram && !o->dry_run); /* a budget to run in means the GPU */
+    /* a budget to run in means the GPU; --offload-layers --dry-run its plan */
+    o->gpu = o->gpu || (o->vram && (!o->dry_run || o->offload));
     return 0;
 }
 
@@ -312,6 +331,22 @@ static void sparse_line(pi_ctx *ctx, double seconds, const char *what)
                 pi_sparse_gate_floor(sp));
     fprintf(stderr, "; predictors %.1f%% of %s time\n",
             seconds > 0 ? 100.0 * st.predictor_s / seconds : 0.0, what);
+}
+
+/* How the GPU took part (after a comma; nothing on the CPU). */
+static void gpu_json(pi_ctx *ctx)
+{
+    pi_gpu *g = pi_ctx_gpu(ctx);
+    if (!g)
+        return;
+    static const char *const modes[] = { "whole", "offload", "hybrid" };
+    pi_gpu_stats st = pi_gpu_get_stats(g);
+    printf("\"gpu_mode\": \"%s\", \"gpu_layers\": %d, ", modes[pi_gpu_get_mode(g)],
+           pi_gpu_layers(g));
+    if (pi_gpu_get_mode(g) == PI_GPU_HYBRID)
+        printf("\"hybrid_gpu_neuron_share\": %.4f, \"hybrid_cpu_s\": %.4f, "
+               "\"hybrid_wait_s\": %.4f, ", st.hot + st.cold ?
+               (double)st.hot / (double)(st.hot + st.cold) : 0.0, st.cold_s, st.wait_s);
 }
 
 /* "2 threads", or "GPU, 1.23 GiB" */
@@ -460,6 +495,7 @@ static void print_json(const char *text, size_t len, const int32_t *gen, size_t 
     printf("\"device\": \"%s\", \"gpu_memory_bytes\": %llu, ",
            pi_ctx_gpu_memory(r->ctx) ? "gpu" : "cpu",
            (unsigned long long)pi_ctx_gpu_memory(r->ctx));
+    gpu_json(r->ctx);
     sparse_json(r->ctx, t_gen);
     puts("}");
 }
@@ -556,11 +592,54 @@ static int default_ctx(const opts *o, const pi_model *m)
     return m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
 }
 
-/* --gpu --dry-run: what a full-GPU run allocates, by kind. */
+static void print_gpu_plan(const pi_gpu_plan *p)
+{
+    const char *names[] = { "attention", "ffn", "embeddings", "predictors", "kv_cache", "scratch" };
+    uint64_t bytes[] = { p->attention, p->ffn, p->embeddings, p->predictors, p->kv, p->scratch };
+    for (size_t i = 0; i < sizeof bytes / sizeof bytes[0]; i++)
+        printf("  %-11s %14llu bytes %9.3f GiB\n", names[i], (unsigned long long)bytes[i],
+               gib(bytes[i]));
+    printf("  %-11s %14llu bytes %9.3f GiB\n", "total", (unsigned long long)p->total,
+           gib(p->total));
+}
+
+/* Over budget: the layer offload or hybrid plan pi-run would run. */
+static void gpu_fallback_plan(const opts *o, const pi_model *m, pi_gpu_params *gp)
+{
+    pi_err err;
+    pi_gpu_mode mode;
+    pi_gpu_plan p;
+    int *hot = calloc((size_t)m->hp.n_layer, sizeof *hot);
+    if (!hot || pi_gpu_fit(m, gp, o->offload, hot, &mode, &err) ||
+        pi_gpu_plan_for(m, gp, &p, &err)) {
+        printf("budget %.1f MiB: does not fit: %s\n", (double)o->vram / 1048576.0,
+               hot ? err.msg : "out of memory");
+        free(hot);
+        return;
+    }
+    if (mode == PI_GPU_OFFLOAD) {
+        printf("budget %.1f MiB: does not fit whole; layer offload: %d of %d layers on the GPU, "
+               "the rest and the output on the CPU\n", (double)o->vram / 1048576.0,
+               gp->n_layer_gpu, m->hp.n_layer);
+    } else {
+        int64_t held = 0;
+        for (int il = 0; il < m->hp.n_layer; il++)
+            held += hot[il];
+        printf("budget %.1f MiB: does not fit whole; hybrid: attention on the GPU, %lld of %lld "
+               "FFN neurons (the hottest of each layer) on the GPU, the rest on the CPU\n",
+               (double)o->vram / 1048576.0, (long long)held,
+               (long long)m->hp.n_ff * m->hp.n_layer);
+    }
+    print_gpu_plan(&p);
+    free(hot);
+}
+
+/* --gpu --dry-run: what a full-GPU run allocates, by kind (and, over a
+ * --vram budget, the plan that runs instead). */
 static int gpu_plan(const opts *o, const pi_model *m)
 {
     pi_gpu_params gp = { default_ctx(o, m), o->batch ? o->batch : 64, m->pred && !o->dense,
-                         o->shift, o->vram };
+                         o->shift, o->vram, 0, NULL, NULL, NULL };
     pi_gpu_plan p;
     pi_err err;
     if (pi_gpu_plan_for(m, &gp, &p, &err)) {
@@ -569,15 +648,11 @@ static int gpu_plan(const opts *o, const pi_model *m)
     }
     printf("GPU plan for %s (%s, context %d, batch %d)\n", o->model,
            gp.sparse ? "sparse" : "dense", gp.n_ctx, gp.n_batch);
-    const char *names[] = { "attention", "ffn", "embeddings", "predictors", "kv_cache", "scratch" };
-    uint64_t bytes[] = { p.attention, p.ffn, p.embeddings, p.predictors, p.kv, p.scratch };
-    for (size_t i = 0; i < sizeof bytes / sizeof bytes[0]; i++)
-        printf("  %-11s %14llu bytes %9.3f GiB\n", names[i], (unsigned long long)bytes[i],
-               gib(bytes[i]));
-    printf("  %-11s %14llu bytes %9.3f GiB\n", "total", (unsigned long long)p.total, gib(p.total));
-    if (o->vram)
-        printf("budget %.1f MiB: %s\n", (double)o->vram / 1048576.0,
-               p.total <= o->vram ? "fits" : "does not fit (pi-run would refuse it)");
+    print_gpu_plan(&p);
+    if (o->vram && p.total <= o->vram)
+        printf("budget %.1f MiB: fits\n", (double)o->vram / 1048576.0);
+    else if (o->vram)
+        gpu_fallback_plan(o, m, &gp);
     printf("device: %s\n", pi_cuda_status());
     return 0;
 }
@@ -644,7 +719,7 @@ int main(int argc, char **argv)
     pi_ctx_params cp = { .n_ctx = o.ctx ? o.ctx : (o.ppl_file ? 512 : 0),
                          .n_threads = o.threads, .n_batch = o.batch, .dense = o.dense,
                          .sparsity_shift = o.shift, .gate_floor = o.gate_floor, .gpu = o.gpu,
-                         .vram = o.vram };
+                         .vram = o.vram, .offload_layers = o.offload };
     if (r.m && r.m->pack && !r.m->pred && !o.dense && !o.quiet)
         fprintf(stderr, "%s: %s is packed without predictors: running dense\n", prog, o.model);
     if (r.tok)
