@@ -6,7 +6,8 @@
  * swap that also checks the generation, so a worker that wakes late can never
  * claim a chunk of a later loop with the previous loop's function: the loop
  * description (fn, arg, n) is rewritten only after every chunk of the
- * previous loop was claimed and finished, which moves the ticket on first.
+ * previous loop was claimed and finished, after the old ticket is closed
+ * (no chunk left to claim, and a value no stale swap expects).
  */
 #include "threadpool.h"
 
@@ -155,6 +156,14 @@ void pi_pool_for(pi_pool *p, int64_t n_chunks, pi_pool_fn fn, void *arg)
         return;
     }
     uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
+    /* Close the finished loop's ticket first.  A worker may still hold it
+     * (generation gen - 1, next chunk = the old count): with the new, larger
+     * count stored, its check would pass and its compare-and-swap on the
+     * stale value succeed, running a chunk of the new loop under the old
+     * ticket and counting it done.  A closed ticket has no chunk left and a
+     * different value, so that swap fails. */
+    atomic_store_explicit(&p->ticket, (uint64_t)(gen - 1) << 32 | UINT32_MAX,
+                          memory_order_seq_cst);
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
     atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
