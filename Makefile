@@ -155,6 +155,11 @@ bench: all $(BENCHES)
 	  else echo "bench: skipping pi-serve (make model first)"; fi
 	@BUILD=$(BUILD) bench/bench_gpu.sh
 
+# bench/gen_model writes random-weight GGUFs in real models' shapes for the
+# benchmarks (not a benchmark itself, so not in BENCHES); its test needs it.
+GEN_MODEL := $(BUILD)/bench/gen_model
+bench test: $(GEN_MODEL)
+
 model:
 	scripts/get-model smollm2-135m
 
