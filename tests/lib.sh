@@ -6,6 +6,11 @@
 #   finish                         prints "N passed, N failed, N skipped"
 #   words_text FILE LINES SEED     a text of LINES eight-word sentences drawn
 #                                  from 24 words, for profiling synthetic models
+#   packed_synth TOKENS EPOCHS [PI-PACK FLAGS...]
+#                                  a 2-layer untied llama (q4_1) in $tmp/m.gguf
+#                                  profiled over TOKENS tokens of $tmp/text.txt
+#                                  (words_text 400 3), trained (rank 8) and
+#                                  packed into $tmp/pk.gguf; fails if any step does
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0 skipped=0
@@ -36,4 +41,17 @@ with open(sys.argv[1], "w") as f:
     for _ in range(int(sys.argv[2])):
         f.write(" ".join(rng.choice(words) for _ in range(8)) + ".\n")
 PY
+}
+
+packed_synth() {
+    local tokens=$1 epochs=$2; shift 2
+    python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 --untied \
+        --out "$tmp/m.gguf" >/dev/null &&
+    words_text "$tmp/text.txt" 400 3 &&
+    "$BUILD/bin/pi-profile" -m "$tmp/m.gguf" -q --every 1 --ctx 128 --tokens "$tokens" \
+        "$tmp/text.txt" -o "$tmp/t.trace" --stats "$tmp/s.yaml" &&
+    "$BUILD/bin/pi-train-predictor" -m "$tmp/m.gguf" -q --rank 8 --epochs "$epochs" \
+        "$tmp/t.trace" -o "$tmp/p.gguf" &&
+    "$BUILD/bin/pi-pack" -m "$tmp/m.gguf" -q --stats "$tmp/s.yaml" --predictors "$tmp/p.gguf" \
+        "$@" -o "$tmp/pk.gguf"
 }

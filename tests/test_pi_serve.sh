@@ -146,15 +146,7 @@ stop
 t "--quiet: nothing on stderr, exit 0" test $? -eq 0 -a ! -s "$tmp/quiet.log"
 
 # A packed model with predictors runs sparse and says how sparse.
-python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 --untied \
-    --out "$tmp/m.gguf" >/dev/null
-words_text "$tmp/text.txt" 400 3
-if "$BUILD/bin/pi-profile" -m "$tmp/m.gguf" -q --every 1 --ctx 128 --tokens 4000 \
-        "$tmp/text.txt" -o "$tmp/t.trace" --stats "$tmp/s.yaml" &&
-    "$BUILD/bin/pi-train-predictor" -m "$tmp/m.gguf" -q --rank 8 --epochs 3 "$tmp/t.trace" \
-        -o "$tmp/p.gguf" &&
-    "$BUILD/bin/pi-pack" -m "$tmp/m.gguf" -q --stats "$tmp/s.yaml" --predictors "$tmp/p.gguf" \
-        -o "$tmp/pk.gguf"; then
+if packed_synth 4000 3; then
     if start sparse -m "$tmp/pk.gguf" -t 1 --sparsity-shift 0.5; then
         t "a packed model is served sparse" grep -q "sparse)" "$tmp/sparse.log"
         py metrics "$url" pk.gguf sparse

@@ -13,15 +13,7 @@ run=$BUILD/bin/pi-run
 logits=$BUILD/tests/tool_logits
 . "$(dirname "$0")/lib.sh"
 
-python3 tests/ref/synth.py --arch llama --type q4_1 --layers 2 --embd 64 --ff 256 --untied \
-    --out "$tmp/m.gguf" >/dev/null || bad "synth.py writes the model"
-words_text "$tmp/text.txt" 400 3
-"$BUILD/bin/pi-profile" -m "$tmp/m.gguf" -q --every 1 --ctx 128 --tokens 4000 "$tmp/text.txt" \
-    -o "$tmp/t.trace" --stats "$tmp/s.yaml" &&
-"$BUILD/bin/pi-train-predictor" -m "$tmp/m.gguf" -q --rank 8 --epochs 3 "$tmp/t.trace" \
-    -o "$tmp/p.gguf" &&
-"$BUILD/bin/pi-pack" -m "$tmp/m.gguf" -q --stats "$tmp/s.yaml" --predictors "$tmp/p.gguf" \
-    --down-type f32 -o "$tmp/pk.gguf" || bad "profile, train and pack the synthetic model"
+packed_synth 4000 3 --down-type f32 || bad "profile, train and pack the synthetic model"
 pk=$tmp/pk.gguf
 ids=5,17,42,99,3,64,128,7,250,31,12,77
 n_ids=12
