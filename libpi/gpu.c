@@ -163,8 +163,11 @@ static int fit_hybrid(const pi_model *m, pi_gpu_params *p, const pi_gpu_plan *wh
                       pi_gpu_plan *plan, pi_err *err)
 {
     uint64_t slack = (uint64_t)ALIGN * (20 * (uint64_t)m->hp.n_layer + 8);
+    p->n_hot = n_hot; /* a hybrid's scratch also holds the CPU's partial sums */
+    scratch_sizes s = scratch_of(m, p);
+    p->n_hot = NULL;
     pi_placement_params pp = { p->vram > slack ? p->vram - slack : 1, p->n_ctx,
-                               PI_PLACEMENT_KV_BYTES, whole->scratch + whole->predictors };
+                               PI_PLACEMENT_KV_BYTES, scratch_total(&s) + whole->predictors };
     pi_placement pl;
     if (pi_placement_plan_model(m, &pp, &pl, err))
         return -1;
@@ -277,7 +280,7 @@ static int cuda_fail(pi_err *err, const char *what, int rc)
 static void *take(pi_gpu *g, uint64_t bytes)
 {
     uint64_t at = g->used;
-    g->used += align_up(bytes ? bytes : 1);
+    g->used += align_up(bytes); /* 0 bytes (a hybrid layer holding no neurons): none, as planned */
     return g->used <= g->plan.total ? g->arena + at : NULL;
 }
 
@@ -614,28 +617,41 @@ static int ffn_dense(pi_gpu *g, const dev_layer *l, int n, pi_err *err)
     return 0;
 }
 
-/* The predictor picks each token's neurons (idx, nsel on the device); only
- * those rows of gate, up and down are read. */
-static int ffn_sparse(pi_gpu *g, const dev_layer *l, int il, int n, pi_err *err)
+/* The predictor picks each token's neurons: idx and this layer's nsel on
+ * the device, nothing copied back. */
+static int predict(pi_gpu *g, const dev_layer *l, int32_t *nsel, int n, pi_err *err)
 {
-    const pi_hparams *hp = &g->m->hp;
-    int64_t d = hp->n_embd, ff = hp->n_ff;
-    int32_t *nsel = g->nsel + (size_t)il * g->p.n_batch;
+    int64_t ff = g->m->hp.n_ff;
     if (matmul(&l->w1, g->xn, n, g->h, l->rank, err))
         return -1;
     CK("predictor", pi_kernel_bias_relu(g->h, l->b1.p, n, l->rank, NULL));
     if (matmul(&l->w2, g->h, n, g->z, ff, err))
         return -1;
     CK("selection", pi_kernel_select(g->z, l->b2.p, n, ff, l->threshold, g->idx, nsel, NULL));
+    return 0;
+}
+
+/* x += the FFN of the selected neurons with idx[i] < the count in cnt (per
+ * token): gate and up rows gathered, down rows added. */
+static int ffn_rows(pi_gpu *g, const dev_layer *l, const int32_t *cnt, int n, pi_err *err)
+{
+    int64_t d = g->m->hp.n_embd, ff = g->m->hp.n_ff;
     CK("sparse gate", pi_kernel_matvec_rows((uint32_t)l->gate.type, l->gate.p, l->gate.row_bytes,
-                                            d, g->idx, nsel, ff, g->xn, n, g->gate, NULL));
+                                            d, g->idx, cnt, ff, g->xn, n, g->gate, NULL));
     CK("sparse up", pi_kernel_matvec_rows((uint32_t)l->up.type, l->up.p, l->up.row_bytes, d,
-                                          g->idx, nsel, ff, g->xn, n, g->up, NULL));
+                                          g->idx, cnt, ff, g->xn, n, g->up, NULL));
     /* entries past a token's count are never read by the down kernel */
     CK("swiglu", pi_kernel_swiglu(g->gate, g->up, g->gate, n * ff, NULL));
     CK("sparse down", pi_kernel_rows_axpy((uint32_t)l->down.type, l->down.p, l->down.row_bytes, d,
-                                          g->idx, nsel, ff, g->gate, n, g->x, 1, g->axpy, NULL));
+                                          g->idx, cnt, ff, g->gate, n, g->x, 1, g->axpy, NULL));
     return 0;
+}
+
+/* Only the rows of the neurons the predictor selects are read. */
+static int ffn_sparse(pi_gpu *g, const dev_layer *l, int il, int n, pi_err *err)
+{
+    int32_t *nsel = g->nsel + (size_t)il * g->p.n_batch;
+    return predict(g, l, nsel, n, err) || ffn_rows(g, l, nsel, n, err) ? -1 : 0;
 }
 
 /* A hybrid layer: the predictor here, the selection split at n_hot; the
@@ -646,25 +662,16 @@ static int ffn_hybrid(pi_gpu *g, const dev_layer *l, int il, int n, pi_err *err)
     const pi_hparams *hp = &g->m->hp;
     int64_t d = hp->n_embd, ff = hp->n_ff;
     int32_t *nsel = g->nsel + (size_t)il * g->p.n_batch;
-    if (matmul(&l->w1, g->xn, n, g->h, l->rank, err))
+    if (predict(g, l, nsel, n, err))
         return -1;
-    CK("predictor", pi_kernel_bias_relu(g->h, l->b1.p, n, l->rank, NULL));
-    if (matmul(&l->w2, g->h, n, g->z, ff, err))
-        return -1;
-    CK("selection", pi_kernel_select(g->z, l->b2.p, n, ff, l->threshold, g->idx, nsel, NULL));
     CK("split", pi_kernel_count_below(g->idx, nsel, n, ff, (int32_t)l->n_hot, g->nhot, NULL));
     CK("to host", pi_kernel_copy_to_host(g->xn_h, g->xn, (size_t)n * d * 4, NULL));
     CK("to host", pi_kernel_copy_to_host(g->idx_h, g->idx, (size_t)n * ff * 4, NULL));
     CK("to host", pi_kernel_copy_to_host(g->nsel_h, nsel, (size_t)n * 4, NULL));
     CK("to host", pi_kernel_copy_to_host(g->nhot_h, g->nhot, (size_t)n * 4, NULL));
     CK("to host", pi_kernel_event_record(g->copied, NULL));
-    CK("hot gate", pi_kernel_matvec_rows((uint32_t)l->gate.type, l->gate.p, l->gate.row_bytes, d,
-                                         g->idx, g->nhot, ff, g->xn, n, g->gate, NULL));
-    CK("hot up", pi_kernel_matvec_rows((uint32_t)l->up.type, l->up.p, l->up.row_bytes, d, g->idx,
-                                       g->nhot, ff, g->xn, n, g->up, NULL));
-    CK("swiglu", pi_kernel_swiglu(g->gate, g->up, g->gate, n * ff, NULL));
-    CK("hot down", pi_kernel_rows_axpy((uint32_t)l->down.type, l->down.p, l->down.row_bytes, d,
-                                       g->idx, g->nhot, ff, g->gate, n, g->x, 1, g->axpy, NULL));
+    if (ffn_rows(g, l, g->nhot, n, err)) /* the hot ones, while the CPU works */
+        return -1;
     double t0 = now_s();
     CK("to host", pi_kernel_event_sync(g->copied));
     double t1 = now_s();
