@@ -153,7 +153,20 @@ int pi_gpu_plan_for(const pi_model *m, const pi_gpu_params *p, pi_gpu_plan *out,
     return 0;
 }
 
-static double gib(uint64_t b) { return (double)b / 1073741824.0; }
+/* A size for messages: "1.25 GiB", or "3.4 MiB" when smaller. */
+typedef struct size_str {
+    char s[32];
+} size_str;
+
+static size_str human(uint64_t b)
+{
+    size_str r;
+    if (b >= (uint64_t)1 << 30)
+        snprintf(r.s, sizeof r.s, "%.2f GiB", (double)b / 1073741824.0);
+    else
+        snprintf(r.s, sizeof r.s, "%.1f MiB", (double)b / 1048576.0);
+    return r;
+}
 
 /* Hybrid: the placement plan's hot prefix per layer, then the GPU plan of
  * that.  The placement is told this run's own scratch and predictors (which
@@ -200,9 +213,9 @@ int pi_gpu_fit(const pi_model *m, pi_gpu_params *p, bool offload, int *n_hot, pi
                 return 0;
         }
         p->n_layer_gpu = 0;
-        return pi_err_set(err, "not one layer fits in --vram %.2f GiB (the embeddings, one "
-                          "layer, its KV cache and scratch need %.2f GiB)", gib(p->vram),
-                          gib(plan.total));
+        return pi_err_set(err, "not one layer fits in --vram %s (the embeddings, one layer, "
+                          "its KV cache and scratch need %s)", human(p->vram).s,
+                          human(plan.total).s);
     }
     if (m->pack && m->pred && p->sparse) {
         *mode = PI_GPU_HYBRID;
@@ -212,12 +225,12 @@ int pi_gpu_fit(const pi_model *m, pi_gpu_params *p, bool offload, int *n_hot, pi
         if (plan.total <= p->vram)
             return 0;
         p->n_hot = NULL;
-        return pi_err_set(err, "the hybrid plan needs %.2f GiB on the GPU, over --vram %.2f GiB",
-                          gib(plan.total), gib(p->vram));
+        return pi_err_set(err, "the hybrid plan needs %s on the GPU, over --vram %s",
+                          human(plan.total).s, human(p->vram).s);
     }
-    return pi_err_set(err, "the model needs %.2f GiB on the GPU but --vram allows %.2f GiB: "
-                      "use --offload-layers, or a model packed with predictors for hybrid "
-                      "placement", gib(whole), gib(p->vram));
+    return pi_err_set(err, "the model needs %s on the GPU but --vram allows %s: use "
+                      "--offload-layers, or a model packed with predictors for hybrid placement",
+                      human(whole).s, human(p->vram).s);
 }
 
 #ifdef PI_CUDA

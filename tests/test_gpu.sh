@@ -60,7 +60,8 @@ t "a budget above the plan fits" grep -q ": fits" "$tmp/plan_big"
 # Over the budget: a packed sparse model runs hybrid, the hottest neurons
 # of each layer on the GPU, more of them for a larger budget; with
 # --offload-layers as many whole layers as fit (and one more does not).
-# Budgets: the whole plan less 70% and less 30% of its FFN bytes.
+# Budgets: the whole plan less 70% and less 30% of its FFN bytes, at the
+# context and batch the GPU runs below use (tool_logits --ctx 256 --batch 16).
 whole=$(awk '$1 == "total" { print $2; exit }' "$tmp/plan_sparse")
 ffn=$(awk '$1 == "ffn" { print $2; exit }' "$tmp/plan_sparse")
 budget() { echo $((whole - ffn * (100 - $1) / 100)); }
@@ -92,7 +93,7 @@ print(m.groups() if m else None, totals)
 sys.exit(0 if m and 0 < int(m.group(1)) < int(m.group(2)) and totals[-1] <= int(sys.argv[2]) else 1)
 PY
 fails_with "a dense model over the budget without --offload-layers is refused" 1 \
-    "use --offload-layers" "$run" -m "$tmp/m.gguf" -p hi -c 256 --vram $((mwhole / 2))
+    "use --offload-layers" "$run" -m "$tmp/m.gguf" -p hi -c 256 -b 16 --vram $((mwhole / 2))
 
 # ---- usage errors ----------------------------------------------------------
 
@@ -183,9 +184,10 @@ print(f"max difference {err:.2e}")
 sys.exit(0 if a.shape == b.shape and err < 1e-4 else 1)
 PY
 # Hybrid under several budgets: the split must not change the math.
-"$logits" "$tmp/pk.gguf" $ids --gpu 1 --out "$tmp/whole.bin" >/dev/null
+"$logits" "$tmp/pk.gguf" $ids --gpu 1 --ctx 256 --batch 16 --out "$tmp/whole.bin" >/dev/null
 for frac in 30 70; do
-    "$logits" "$tmp/pk.gguf" $ids --gpu 1 --vram "$(budget $frac)" --out "$tmp/h$frac.bin" \
+    "$logits" "$tmp/pk.gguf" $ids --gpu 1 --ctx 256 --batch 16 --vram "$(budget $frac)" \
+        --out "$tmp/h$frac.bin" \
         >/dev/null || bad "hybrid with $frac% of the FFN bytes runs"
     t "hybrid with $frac% of the FFN bytes: logits = whole-GPU sparse to float rounding" python3 - \
         "$tmp/h$frac.bin" "$tmp/whole.bin" <<'PY'
@@ -197,7 +199,7 @@ print(f"max difference {err:.2e}")
 sys.exit(0 if a.shape == b.shape and err < 1e-4 else 1)
 PY
 done
-"$logits" "$tmp/m.gguf" $ids --gpu 1 --vram $((mwhole * 60 / 100)) --offload 1 \
+"$logits" "$tmp/m.gguf" $ids --gpu 1 --ctx 256 --batch 16 --vram $((mwhole * 60 / 100)) --offload 1 \
     --out "$tmp/off.bin" >/dev/null || bad "layer offload runs"
 "$logits" "$tmp/m.gguf" $ids --exact 1 --out "$tmp/cpu.bin" >/dev/null
 t "layer offload: logits = the CPU's exact path within 1e-3" python3 - "$tmp/off.bin" \

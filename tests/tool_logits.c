@@ -1,7 +1,7 @@
 /*
  * Helper for the reference tests: runs the dense forward pass over token ids
  * and writes the final position's logits, or greedy continuations.
- *   tool_logits MODEL IDS [--out FILE] [--greedy N] [--threads N] [--batch N]
+ *   tool_logits MODEL IDS [--out FILE] [--greedy N] [--threads N] [--batch N] [--ctx N]
  * IDS is comma-separated.  --greedy prints N generated ids on one line.
  * --exact 1 takes the float-activation path (see matmul.h).  A packed model
  * runs sparse unless --dense 1; --shift D moves the thresholds, --gate-floor F
@@ -56,6 +56,8 @@ int main(int argc, char **argv)
             greedy = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads"))
             cp.n_threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ctx"))
+            cp.n_ctx = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch"))
             cp.n_batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--exact"))
