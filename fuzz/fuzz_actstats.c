@@ -19,6 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < n; i++)
             if (!(f.freq[i] >= 0 && f.freq[i] <= 1))
                 abort();
+        /* The experts section: absent, or every layer's counts in range. */
+        if (!f.usage != !f.n_expert || f.n_expert < 0 || f.n_expert > PI_ACTSTATS_MAX_EXPERTS)
+            abort();
+        for (size_t i = 0; i < (size_t)f.n_layer * (size_t)f.n_expert; i++)
+            if (f.usage[i] < 0 || f.usage[i] > (int64_t)PI_ACTSTATS_MAX_COUNT)
+                abort();
     }
     pi_actstats_file_free(&f);
     free(copy);

@@ -116,12 +116,23 @@ typedef struct pi_actstats_file {
     int n_layer, n_ff;
     int64_t tokens;
     float *freq;        /* [n_layer][PI_ACTSTATS_LEVELS][n_ff], each in [0, 1] */
+    /* A mixture of experts' `experts:` section (expertstats.h): how often the
+     * router chose each expert, [n_layer][n_expert] counts, each at most
+     * PI_ACTSTATS_MAX_COUNT; 0 and NULL when the file has none. */
+    int n_expert;
+    int64_t *usage;
 } pi_actstats_file;
+
+#define PI_ACTSTATS_MAX_EXPERTS 4096
+#define PI_ACTSTATS_MAX_COUNT 0x1p50 /* a layer's sum of counts fits an int64 */
 
 /* Parses text[0..len) (`name` is for messages) into *out, which owns its
  * memory afterwards.  Everything is checked: format and version, the header
  * numbers (n_layer and n_ff before layers), every layer present exactly
  * once, n_ff finite frequencies in [0, 1] per level; aliases are refused.
+ * An `experts:` section is optional; when present it needs n_layer before
+ * it and n_expert before its layers, and every layer exactly once with
+ * n_expert integer counts in `usage`.
  * Keys it does not need are skipped.  Memory used is bounded by the values
  * actually present, not by the header.  On failure *out is left empty (safe
  * to free) and err names the problem:
@@ -129,6 +140,12 @@ typedef struct pi_actstats_file {
 int pi_actstats_read_yaml(const char *text, size_t len, const char *name,
                           pi_actstats_file *out, pi_err *err);
 void pi_actstats_file_free(pi_actstats_file *f);
+
+/* The n_expert routing counts of layer il (usage must not be NULL). */
+static inline const int64_t *pi_actstats_file_usage(const pi_actstats_file *f, int il)
+{
+    return f->usage + (size_t)il * (size_t)f->n_expert;
+}
 
 /* The n_ff frequencies of layer il at level index lv. */
 static inline const float *pi_actstats_file_freq(const pi_actstats_file *f, int il, int lv)

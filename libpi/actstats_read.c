@@ -37,6 +37,8 @@ typedef struct reader {
     float *block;  /* the layer being read */
     float *buf;    /* the list being read */
     size_t cap;
+    int64_t **usage; /* [n_layer]: n_expert routing counts, NULL until read */
+    int64_t *counts; /* the usage list being read (n_expert) */
 } reader;
 
 /* An error at the current event's line. */
@@ -259,11 +261,126 @@ static int read_layers(reader *r)
     return -1;
 }
 
+/* ---- The experts section (expertstats.h) ----
+ *
+ * experts: {n_expert, used, layers: [{layer, tokens, ..., usage: [counts]}]};
+ * only n_expert, layer and usage are read.  The counts order the experts of
+ * a packed model, so each is checked to be a whole number in range. */
+
+/* One usage list; *count gets its length, only the first n_expert kept. */
+static int read_usage(reader *r, size_t *count)
+{
+    const size_t n = (size_t)r->out->n_expert;
+    if (expect(r, YAML_SEQUENCE_START_EVENT, "a list of routing counts"))
+        return -1;
+    for (*count = 0;; ++*count) {
+        double v;
+        if (next(r))
+            return -1;
+        if (r->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        if (!number(r, &v) || v != floor(v) || v < 0 || v > PI_ACTSTATS_MAX_COUNT)
+            return fail(r, "experts: usage: count %zu is not an integer from 0 to %.0f",
+                        *count + 1, PI_ACTSTATS_MAX_COUNT);
+        if (*count < n)
+            r->counts[*count] = (int64_t)v;
+    }
+}
+
+static int read_expert_layer(reader *r, int item)
+{
+    const int n = r->out->n_expert;
+    int64_t il = -1;
+    size_t count = 0;
+    bool seen = false;
+    int k;
+    while ((k = next_key(r)) > 0) {
+        if (!strcmp(sval(r), "layer")) {
+            k = read_int(r, "experts: layer", 0, r->out->n_layer - 1, &il);
+        } else if (!strcmp(sval(r), "usage")) {
+            if (seen)
+                return fail(r, "experts: usage given twice");
+            seen = true;
+            k = read_usage(r, &count);
+        } else {
+            k = skip_value(r);
+        }
+        if (k)
+            return -1;
+    }
+    if (k)
+        return -1;
+    if (il < 0)
+        return pi_err_set(r->err, "%s: experts: layers item %d: no layer number", r->name, item);
+    if (!seen)
+        return pi_err_set(r->err, "%s: experts: layer %d: no usage", r->name, (int)il);
+    if (count != (size_t)n)
+        return pi_err_set(r->err, "%s: experts: layer %d: usage has %zu counts, expected %d",
+                          r->name, (int)il, count, n);
+    if (r->usage[il])
+        return pi_err_set(r->err, "%s: experts: layer %d appears twice", r->name, (int)il);
+    if (!(r->usage[il] = malloc((size_t)n * sizeof **r->usage)))
+        return pi_err_set(r->err, "%s: out of memory", r->name);
+    memcpy(r->usage[il], r->counts, (size_t)n * sizeof **r->usage);
+    return 0;
+}
+
+static int read_expert_layers(reader *r)
+{
+    if (r->out->n_expert <= 0)
+        return fail(r, "experts: layers must come after n_expert");
+    r->usage = calloc((size_t)r->out->n_layer, sizeof *r->usage);
+    r->counts = malloc((size_t)r->out->n_expert * sizeof *r->counts);
+    if (!r->usage || !r->counts)
+        return pi_err_set(r->err, "%s: out of memory", r->name);
+    if (expect(r, YAML_SEQUENCE_START_EVENT, "a list of layers"))
+        return -1;
+    for (int item = 0; !next(r); item++) {
+        if (r->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        if (r->ev.type != YAML_MAPPING_START_EVENT)
+            return fail(r, "experts: each layer must be a mapping");
+        if (read_expert_layer(r, item))
+            return -1;
+    }
+    return -1;
+}
+
+static int read_experts(reader *r)
+{
+    if (r->out->n_layer <= 0)
+        return fail(r, "experts must come after n_layer");
+    if (expect(r, YAML_MAPPING_START_EVENT, "a mapping of expert statistics"))
+        return -1;
+    int k;
+    while ((k = next_key(r)) > 0) {
+        int64_t v;
+        if (!strcmp(sval(r), "n_expert")) {
+            if (r->out->n_expert || r->usage)
+                return fail(r, "experts: n_expert given twice or after layers");
+            if (read_int(r, "experts: n_expert", 1, PI_ACTSTATS_MAX_EXPERTS, &v))
+                return -1;
+            r->out->n_expert = (int)v;
+        } else if (!strcmp(sval(r), "layers")) {
+            if (r->usage)
+                return fail(r, "experts: layers given twice");
+            if (read_expert_layers(r))
+                return -1;
+        } else if (skip_value(r)) {
+            return -1;
+        }
+    }
+    if (!k && !r->usage)
+        return pi_err_set(r->err, "%s: experts: no layers", r->name);
+    return k;
+}
+
 /* Top-level keys; those before K_MODEL are required. */
 enum { K_FORMAT, K_VERSION, K_FINGERPRINT, K_N_LAYER, K_N_FF, K_TOKENS, K_LAYERS, K_MODEL,
-       K_ARCH, K_CTX, N_KEY };
+       K_ARCH, K_CTX, K_EXPERTS, N_KEY };
 static const char *const keys[N_KEY] = { "format", "version", "fingerprint", "n_layer",
-                                         "n_ff", "tokens", "layers", "model", "arch", "ctx" };
+                                         "n_ff", "tokens", "layers", "model", "arch", "ctx",
+                                         "experts" };
 
 static int read_value(reader *r, int key)
 {
@@ -299,6 +416,7 @@ static int read_value(reader *r, int key)
         o->ctx = (int)v;
         return 0;
     case K_LAYERS: return read_layers(r);
+    case K_EXPERTS: return read_experts(r);
     case K_MODEL: return read_str(r, &o->model);
     case K_ARCH: return read_str(r, &o->arch);
     default: return skip_value(r);
@@ -339,6 +457,23 @@ static int read_document(reader *r)
     return 0;
 }
 
+/* The experts section, when there was one: every layer, contiguous. */
+static int gather_usage(reader *r)
+{
+    pi_actstats_file *o = r->out;
+    size_t n = (size_t)o->n_expert;
+    if (!r->usage)
+        return 0;
+    for (int il = 0; il < o->n_layer; il++)
+        if (!r->usage[il])
+            return pi_err_set(r->err, "%s: experts: layer %d is missing", r->name, il);
+    if (!(o->usage = malloc((size_t)o->n_layer * n * sizeof *o->usage)))
+        return pi_err_set(r->err, "%s: out of memory", r->name);
+    for (int il = 0; il < o->n_layer; il++)
+        memcpy(o->usage + il * n, r->usage[il], n * sizeof *o->usage);
+    return 0;
+}
+
 /* Every layer present: one contiguous array, as large as what was read. */
 static int gather(reader *r)
 {
@@ -351,7 +486,7 @@ static int gather(reader *r)
         return pi_err_set(r->err, "%s: out of memory", r->name);
     for (int il = 0; il < o->n_layer; il++)
         memcpy(o->freq + il * per, r->layer[il], per * sizeof *o->freq);
-    return 0;
+    return gather_usage(r);
 }
 
 int pi_actstats_read_yaml(const char *text, size_t len, const char *name,
@@ -368,9 +503,13 @@ int pi_actstats_read_yaml(const char *text, size_t len, const char *name,
     if (r.have)
         yaml_event_delete(&r.ev);
     yaml_parser_delete(&r.p);
-    for (int il = 0; r.layer && il < out->n_layer; il++)
-        free(r.layer[il]);
+    for (int il = 0; il < out->n_layer; il++) {
+        free(r.layer ? r.layer[il] : NULL);
+        free(r.usage ? r.usage[il] : NULL);
+    }
     free(r.layer);
+    free(r.usage);
+    free(r.counts);
     free(r.block);
     free(r.buf);
     if (rc)
@@ -385,5 +524,6 @@ void pi_actstats_file_free(pi_actstats_file *f)
     free(f->model);
     free(f->arch);
     free(f->freq);
+    free(f->usage);
     *f = (pi_actstats_file){ .ctx = -1 };
 }

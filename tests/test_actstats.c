@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "actstats.h"
+#include "expertstats.h"
 
 /* ---- Helpers ---- */
 
@@ -480,6 +481,122 @@ static void test_reader_accepts_layers_in_any_order(void **state)
     pi_actstats_file_free(&f);
 }
 
+/* pi-profile's experts section (expertstats.h): the usage counts are read,
+ * the summary numbers skipped. */
+#define EXPERTS "experts:\n  n_expert: 3\n  used: 2\n  layers:\n"
+#define EXPERT_LAYER(n, usage) "    - layer: " #n "\n      tokens: 4\n      top10_share: 0.5\n" \
+                               "      usage: " usage "\n"
+
+static void test_reader_reads_the_experts_section(void **state)
+{
+    (void)state;
+    pi_actstats_file f;
+    pi_err err = { { 0 } };
+    const char *dense = HEAD LAYER(0) LAYER(1);
+    if (pi_actstats_read_yaml(dense, strlen(dense), "s.yaml", &f, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(f.n_expert, 0);
+    assert_null(f.usage);
+    pi_actstats_file_free(&f);
+    const char *y = HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(1, "[0, 7, 1125899906842624]")
+                    EXPERT_LAYER(0, "[3, 2, 3]");
+    if (pi_actstats_read_yaml(y, strlen(y), "s.yaml", &f, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(f.n_expert, 3);
+    static const int64_t want[2][3] = { { 3, 2, 3 }, { 0, 7, 1125899906842624 } };
+    for (int il = 0; il < 2; il++)
+        assert_memory_equal(pi_actstats_file_usage(&f, il), want[il], sizeof want[il]);
+    pi_actstats_file_free(&f);
+    assert_null(f.usage);
+    assert_int_equal(f.n_expert, 0);
+}
+
+/* What pi-profile writes for a mixture of experts (the statistics, then
+ * the experts section) reads back with the counts it counted. */
+static void test_written_experts_section_reads_back(void **state)
+{
+    (void)state;
+    enum { NL = 2, E = 5, K = 2 };
+    pi_actstats *s = new_stats(NL, E * 4);
+    pi_err err = { { 0 } };
+    pi_expertstats *es = pi_expertstats_new(NL, E, K, &err);
+    assert_non_null(es);
+    float row[E * 4];
+    int64_t want[NL][E] = { { 0 } };
+    for (int t = 0; t < 50; t++)
+        for (int il = 0; il < NL; il++) {
+            random_row(row, E * 4);
+            assert_int_equal(pi_actstats_add(s, il, row, 1), 0);
+            int32_t chosen[K] = { (t * (il + 1)) % E, (t * 3 + 1) % E };
+            if (chosen[1] == chosen[0])
+                chosen[1] = (chosen[0] + 1) % E;
+            assert_int_equal(pi_expertstats_add(es, il, chosen, 1), 0);
+            want[il][chosen[0]]++;
+            want[il][chosen[1]]++;
+        }
+    char *buf = NULL;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    if (pi_actstats_write_yaml(s, NULL, f, "mem.yaml", &err) ||
+        pi_expertstats_write_yaml(es, f, "mem.yaml", &err))
+        fail_msg("%s", err.msg);
+    fclose(f);
+    pi_actstats_file rf;
+    if (pi_actstats_read_yaml(buf, len, "mem.yaml", &rf, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(rf.n_expert, E);
+    for (int il = 0; il < NL; il++)
+        assert_memory_equal(pi_actstats_file_usage(&rf, il), want[il], sizeof want[il]);
+    pi_actstats_file_free(&rf);
+    free(buf);
+    pi_expertstats_free(es);
+    pi_actstats_free(s);
+}
+
+static void test_reader_rejects_bad_experts_sections(void **state)
+{
+    (void)state;
+    const struct { const char *yaml, *want; } cases[] = {
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2, 3]"),
+          "experts: layer 1 is missing" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2]") EXPERT_LAYER(1, "[1, 2, 3]"),
+          "experts: layer 0: usage has 2 counts, expected 3" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2, 3, 4]"),
+          "usage has 4 counts, expected 3" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, -2, 3]"),
+          "experts: usage: count 2 is not an integer" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2.5, 3]"), "count 2 is not" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2, .inf]"), "count 3 is not" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2, 2251799813685248]"),
+          "count 3 is not" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, x, 3]"), "count 2 is not" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(0, "[1, 2, 3]") EXPERT_LAYER(0, "[1, 2, 3]"),
+          "experts: layer 0 appears twice" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS EXPERT_LAYER(2, "[1, 2, 3]"),
+          "experts: layer must be an integer from 0 to 1" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS "    - layer: 0\n", "experts: layer 0: no usage" },
+        { HEAD LAYER(0) LAYER(1) EXPERTS "    - usage: [1, 2, 3]\n",
+          "experts: layers item 0: no layer number" },
+        { HEAD LAYER(0) LAYER(1) "experts:\n  layers: []\n  n_expert: 3\n",
+          "layers must come after n_expert" },
+        { HEAD LAYER(0) LAYER(1) "experts:\n  n_expert: 0\n", "n_expert must be an integer" },
+        { HEAD LAYER(0) LAYER(1) "experts:\n  n_expert: 3\n", "experts: no layers" },
+        { HEAD LAYER(0) LAYER(1) "experts: [1, 2]\n", "expected a mapping of expert" },
+        { "format: pi-actstats\nexperts: {n_expert: 2}\n", "experts must come after n_layer" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pi_actstats_file f;
+        pi_err err = { { 0 } };
+        const char *y = cases[i].yaml;
+        assert_int_equal(pi_actstats_read_yaml(y, strlen(y), "s.yaml", &f, &err), -1);
+        if (!strstr(err.msg, cases[i].want) || strncmp(err.msg, "s.yaml: ", 8))
+            fail_msg("case %zu: got '%s'", i, err.msg);
+        assert_null(f.freq);
+        assert_null(f.usage);
+        pi_actstats_file_free(&f);
+    }
+}
+
 static void test_reader_rejects_bad_files(void **state)
 {
     (void)state;
@@ -549,6 +666,9 @@ int main(void)
         cmocka_unit_test(test_write_errors_are_reported),
         cmocka_unit_test(test_reader_accepts_layers_in_any_order),
         cmocka_unit_test(test_reader_rejects_bad_files),
+        cmocka_unit_test(test_reader_reads_the_experts_section),
+        cmocka_unit_test(test_written_experts_section_reads_back),
+        cmocka_unit_test(test_reader_rejects_bad_experts_sections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
