@@ -3,6 +3,7 @@
  */
 #include "packinfo.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ void pi_packinfo_free(pi_packinfo *p)
     free(p->freq);
     free(p->perm);
     free(p->plan_n_gpu);
+    free(p->usage);
     memset(p, 0, sizeof *p);
 }
 
@@ -40,6 +42,42 @@ static const pi_gguf_arr *get_arr(const pi_gguf *g, const char *key, pi_gguf_typ
     return a;
 }
 
+/* The neurons of one expert, or of the whole layer in a dense model. */
+static int block_len(const pi_packinfo *p) { return p->n_expert ? p->n_ff_exp : p->n_ff; }
+
+/* Packed block b of layer il (entries [i0, i0 + bs) of the arrays): its
+ * frequencies non-increasing, and its sources distinct (seen, over the
+ * layer) rows of one source block. */
+static int check_block(const pi_gguf *g, const pi_packinfo *p, const pi_gguf_arr *fa,
+                       const pi_gguf_arr *pa, int il, int b, uint8_t *seen, pi_err *err)
+{
+    const char *path = pi_gguf_path(g);
+    int64_t bs = block_len(p), prev = 65535, x = -1;
+    uint64_t i0 = (uint64_t)il * (uint64_t)p->n_ff + (uint64_t)b * (uint64_t)bs;
+    for (int64_t j = 0; j < bs; j++) {
+        uint64_t i = i0 + (uint64_t)j;
+        int64_t f = pi_gguf_arr_i64(fa, i), src = pi_gguf_arr_i64(pa, i);
+        if (f > prev)
+            return p->n_expert
+                       ? pi_err_set(err, "%s: pi.ffn.freq: layer %d, expert %d is not in "
+                                    "decreasing order at neuron %lld", path, il, b, (long long)j)
+                       : pi_err_set(err, "%s: pi.ffn.freq: layer %d is not in decreasing order "
+                                    "at neuron %lld", path, il, (long long)j);
+        if (src < 0 || src >= p->n_ff || seen[src]++)
+            return pi_err_set(err, "%s: pi.ffn.perm: layer %d is not a permutation of 0..%d",
+                              path, il, p->n_ff - 1);
+        if (x >= 0 && src / bs != x)
+            return pi_err_set(err, "%s: pi.ffn.perm: layer %d, expert %d takes neurons of "
+                              "source experts %lld and %lld", path, il, b, (long long)x,
+                              (long long)(src / bs));
+        x = src / bs;
+        prev = f;
+        p->freq[i] = (float)f / PI_PACK_FREQ_SCALE;
+        p->perm[i] = (uint32_t)src;
+    }
+    return 0;
+}
+
 static int read_neurons(const pi_gguf *g, pi_packinfo *p, pi_err *err)
 {
     uint64_t n = (uint64_t)p->n_layer * (uint64_t)p->n_ff;
@@ -54,30 +92,50 @@ static int read_neurons(const pi_gguf *g, pi_packinfo *p, pi_err *err)
         free(seen);
         return pi_err_set(err, "%s: out of memory for the pi section", pi_gguf_path(g));
     }
-    int rc = 0;
+    int rc = 0, nb = p->n_ff / block_len(p);
     for (int il = 0; il < p->n_layer && !rc; il++) {
         memset(seen, 0, (size_t)p->n_ff);
-        int64_t prev = 65535;
-        for (int j = 0; j < p->n_ff; j++) {
-            uint64_t i = (uint64_t)il * (uint64_t)p->n_ff + (uint64_t)j;
-            int64_t f = pi_gguf_arr_i64(fa, i), src = pi_gguf_arr_i64(pa, i);
-            if (f > prev) {
-                rc = pi_err_set(err, "%s: pi.ffn.freq: layer %d is not in decreasing order "
-                                "at neuron %d", pi_gguf_path(g), il, j);
-                break;
-            }
-            if (src < 0 || src >= p->n_ff || seen[src]++) {
-                rc = pi_err_set(err, "%s: pi.ffn.perm: layer %d is not a permutation of "
-                                "0..%d", pi_gguf_path(g), il, p->n_ff - 1);
-                break;
-            }
-            prev = f;
-            p->freq[i] = (float)f / PI_PACK_FREQ_SCALE;
-            p->perm[i] = (uint32_t)src;
-        }
+        for (int b = 0; b < nb && !rc; b++)
+            rc = check_block(g, p, fa, pa, il, b, seen, err);
     }
     free(seen);
     return rc;
+}
+
+/* A mixture of experts' pi.moe.usage: shares of the routings, non-increasing
+ * in each layer and summing to 1 (within float rounding); a dense model has
+ * no such key. */
+static int read_usage(const pi_gguf *g, pi_packinfo *p, pi_err *err)
+{
+    const char *path = pi_gguf_path(g);
+    if (!p->n_expert)
+        return pi_gguf_get(g, "pi.moe.usage")
+                   ? pi_err_set(err, "%s: pi.moe.usage in a model without experts", path)
+                   : 0;
+    size_t E = (size_t)p->n_expert;
+    const pi_gguf_arr *a = get_arr(g, "pi.moe.usage", PI_GGUF_F32, (uint64_t)p->n_layer * E,
+                                   err);
+    if (!a)
+        return -1;
+    if (!(p->usage = malloc((size_t)p->n_layer * E * sizeof *p->usage)))
+        return pi_err_set(err, "%s: out of memory for the pi section", path);
+    for (int il = 0; il < p->n_layer; il++) {
+        double sum = 0.0;
+        for (size_t x = 0; x < E; x++) {
+            float u = pi_gguf_arr_f32(a, (uint64_t)il * E + x);
+            if (!(u >= 0.0f && u <= 1.0f))
+                return pi_err_set(err, "%s: pi.moe.usage: layer %d, expert %zu: %g is not a "
+                                  "share from 0 to 1", path, il, x, (double)u);
+            if (x && u > p->usage[(size_t)il * E + x - 1])
+                return pi_err_set(err, "%s: pi.moe.usage: layer %d is not in decreasing order "
+                                  "at expert %zu", path, il, x);
+            sum += p->usage[(size_t)il * E + x] = u;
+        }
+        if (!(fabs(sum - 1.0) < 1e-3))
+            return pi_err_set(err, "%s: pi.moe.usage: layer %d sums to %g, not 1", path, il,
+                              sum);
+    }
+    return 0;
 }
 
 static int read_plan(const pi_gguf *g, pi_packinfo *p, pi_err *err)
@@ -87,6 +145,9 @@ static int read_plan(const pi_gguf *g, pi_packinfo *p, pi_err *err)
     bool has_n = pi_gguf_get(g, "pi.placement.n_gpu") != NULL;
     if (!has_budget && !has_ctx && !has_n)
         return 0;
+    if (p->n_expert) /* its n_gpu would count neurons of experts no plan places */
+        return pi_err_set(err, "%s: pi.placement: a mixture of experts has no plan yet",
+                          pi_gguf_path(g));
     uint32_t ctx;
     if (!has_budget || !has_ctx || !has_n)
         return pi_err_set(err, "%s: pi.placement needs budget, ctx and n_gpu together",
@@ -125,7 +186,8 @@ static int read_scalars(const pi_gguf *g, pi_packinfo *p, pi_err *err)
     return 0;
 }
 
-int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, pi_err *err)
+static int read_section(const pi_gguf *g, int n_layer, int n_expert, int n_ff_exp,
+                        pi_packinfo *out, pi_err *err)
 {
     const char *path = pi_gguf_path(g);
     memset(out, 0, sizeof *out);
@@ -135,13 +197,32 @@ int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, 
     if (version != PI_PACK_VERSION)
         return pi_err_set(err, "%s: pi.version: packed format version %u (this build reads %d)",
                           path, version, PI_PACK_VERSION);
-    if (n_layer < 1 || n_ff < 1)
+    int64_t n_ff = (int64_t)(n_expert ? n_expert : 1) * n_ff_exp;
+    if (n_layer < 1 || n_expert < 0 || n_ff_exp < 1 || n_ff > INT32_MAX)
         return pi_err_set(err, "%s: no layers to pack", path);
     out->n_layer = n_layer;
-    out->n_ff = n_ff;
-    if (read_scalars(g, out, err) || read_neurons(g, out, err) || read_plan(g, out, err)) {
+    out->n_ff = (int)n_ff;
+    out->n_expert = n_expert;
+    out->n_ff_exp = n_expert ? n_ff_exp : 0;
+    if (read_scalars(g, out, err) || read_usage(g, out, err) || read_neurons(g, out, err) ||
+        read_plan(g, out, err)) {
         pi_packinfo_free(out);
         return -1;
     }
     return 0;
+}
+
+int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, pi_err *err)
+{
+    return read_section(g, n_layer, 0, n_ff, out, err);
+}
+
+int pi_packinfo_read_moe(const pi_gguf *g, int n_layer, int n_expert, int n_ff_exp,
+                         pi_packinfo *out, pi_err *err)
+{
+    if (n_expert < 1) {
+        memset(out, 0, sizeof *out);
+        return pi_err_set(err, "%s: no experts", pi_gguf_path(g));
+    }
+    return read_section(g, n_layer, n_expert, n_ff_exp, out, err);
 }

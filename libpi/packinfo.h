@@ -21,6 +21,22 @@
  *
  * plus the predictors' pi.predictor.* keys and pred.N.* tensors (with output
  * rows in packed order), read by pi_predictor_from_packed().
+ *
+ * A packed mixture of experts (qwen2moe, qwen3moe) sees each layer's
+ * neurons as one row of n_ff = E * n_ff_exp, expert x's neuron j at
+ * x * n_ff_exp + j (moe.h), so freq and perm keep the form above; they are
+ * ordered in blocks of n_ff_exp, one per packed expert.  Packed expert x'
+ * takes the rows [x' * n_ff_exp, (x' + 1) * n_ff_exp), all from one source
+ * expert (perm / n_ff_exp), hottest first: freq is non-increasing within
+ * each block, not across the layer.  Its down projection is
+ * blk.N.ffn_down_exps_t.weight (E matrices of n_ff_exp rows of n_embd), its
+ * router's rows are in packed expert order, and one more key says how the
+ * experts were ordered:
+ *
+ *   pi.moe.usage            f32[n_layer * E]  each packed expert's share of
+ *                                  the layer's routings, non-increasing
+ *
+ * It has no predictors and no placement keys.
  */
 #ifndef PI_PACKINFO_H
 #define PI_PACKINFO_H
@@ -38,9 +54,11 @@ typedef struct pi_packinfo {
     uint64_t source_fingerprint;
     float freq_level;
     uint64_t stats_tokens;
-    int n_layer, n_ff;
+    int n_layer, n_ff;   /* a mixture of experts: n_ff = n_expert * n_ff_exp */
+    int n_expert, n_ff_exp; /* 0 for a dense model */
     float *freq;     /* [n_layer][n_ff], as stored (k / 65535) */
     uint32_t *perm;  /* [n_layer][n_ff] */
+    float *usage;    /* [n_layer][n_expert], pi.moe.usage; NULL for a dense model */
     uint64_t plan_budget; /* 0 when no plan is stored */
     int plan_ctx;
     uint32_t *plan_n_gpu; /* [n_layer] or NULL */
@@ -54,9 +72,16 @@ bool pi_packinfo_present(const pi_gguf *g);
  * layer's frequencies non-increasing and its perm a permutation.  On failure
  * *out is left empty and err names the file and the key. */
 int pi_packinfo_read(const pi_gguf *g, int n_layer, int n_ff, pi_packinfo *out, pi_err *err);
+/* The same for a mixture of experts of n_expert >= 1 experts of n_ff_exp
+ * neurons: each block of perm is a permutation of one source expert's rows,
+ * freq non-increasing per block, pi.moe.usage present, finite, in [0, 1],
+ * non-increasing per layer and summing to 1. */
+int pi_packinfo_read_moe(const pi_gguf *g, int n_layer, int n_expert, int n_ff_exp,
+                         pi_packinfo *out, pi_err *err);
 void pi_packinfo_free(pi_packinfo *p); /* empties *p; NULL is allowed */
 
-/* Layer il's frequencies and permutation. */
+/* Layer il's frequencies and permutation (n_ff each), and a mixture of
+ * experts' usage (n_expert). */
 static inline const float *pi_packinfo_freq(const pi_packinfo *p, int il)
 {
     return p->freq + (size_t)il * (size_t)p->n_ff;
@@ -64,6 +89,10 @@ static inline const float *pi_packinfo_freq(const pi_packinfo *p, int il)
 static inline const uint32_t *pi_packinfo_perm(const pi_packinfo *p, int il)
 {
     return p->perm + (size_t)il * (size_t)p->n_ff;
+}
+static inline const float *pi_packinfo_usage(const pi_packinfo *p, int il)
+{
+    return p->usage + (size_t)il * (size_t)p->n_expert;
 }
 
 #endif

@@ -23,6 +23,8 @@
 
 #define NL 3
 #define FF 8
+#define NE 2            /* a mixture of experts: NE experts of FE neurons, FF in all */
+#define FE (FF / NE)
 
 static char dir[64]; /* a fresh directory for the whole run */
 
@@ -47,6 +49,9 @@ typedef struct section {
     uint16_t freq[NL * FF + 1];
     uint32_t perm[NL * FF + 1];
     uint32_t n_gpu[NL];
+    int n_expert;         /* a mixture of experts' section (NE) when not 0 */
+    uint64_t usage_n;     /* pi.moe.usage entries written; 0: none */
+    float usage[NL * NE + 1];
 } section;
 
 /* Frequencies falling within each layer (ties included) and jumping back up
@@ -60,6 +65,29 @@ static section valid(void)
         for (int j = 0; j < FF; j++) {
             s.freq[il * FF + j] = (uint16_t)(j ? f[j] / (il + 1) : 65535);
             s.perm[il * FF + j] = (uint32_t)((j * 3 + il) % FF);
+        }
+    return s;
+}
+
+/* A mixture of experts' section: in layer il the experts swapped when il is
+ * even, each expert's rows in another order, frequencies falling within
+ * each expert and rising again at the next one; no plan. */
+static section valid_moe(void)
+{
+    section s = valid();
+    static const uint16_t f[FE] = { 60000, 500, 500, 0 };
+    static const float use[NE] = { 0.75f, 0.25f };
+    s.plan = false;
+    s.n_expert = NE;
+    s.usage_n = NL * NE;
+    for (int il = 0; il < NL; il++)
+        for (int b = 0; b < NE; b++) {
+            int x = il % 2 ? b : NE - 1 - b;
+            s.usage[il * NE + b] = use[b];
+            for (int j = 0; j < FE; j++) {
+                s.freq[il * FF + b * FE + j] = (uint16_t)(f[j] / (b + 1));
+                s.perm[il * FF + b * FE + j] = (uint32_t)(x * FE + (j * 3 + il) % FE);
+            }
         }
     return s;
 }
@@ -82,9 +110,12 @@ static void write_section(const section *s, const char *path)
         freq32[i] = s->freq[i];
     float emb[4] = { 1, 2, 3, 4 };
     int64_t ne[1] = { 4 };
-    int rc = pi_gguf_set_str(w, "general.architecture", "llama", &err) ||
-             pi_gguf_set_u32(w, "llama.block_count", NL, &err) ||
-             pi_gguf_set_u32(w, "llama.feed_forward_length", FF, &err) ||
+    int rc = pi_gguf_set_str(w, "general.architecture", s->n_expert ? "qwen3moe" : "llama", &err) ||
+             pi_gguf_set_u32(w, s->n_expert ? "qwen3moe.block_count" : "llama.block_count", NL,
+                             &err) ||
+             pi_gguf_set_u32(w, s->n_expert ? "qwen3moe.expert_count" : "llama.feed_forward_length",
+                             s->n_expert ? NE : FF, &err) ||
+             (s->n_expert && pi_gguf_set_u32(w, "qwen3moe.expert_feed_forward_length", FE, &err)) ||
              pi_gguf_add_tensor(w, "token_embd.weight", PI_TYPE_F32, 1, ne, emb, sizeof emb, &err);
 #define KEY(k, call) do { if (!rc && !skipped(s, k)) rc = (call); } while (0)
     uint32_t version = s->version ? s->version : PI_PACK_VERSION;
@@ -97,6 +128,9 @@ static void write_section(const section *s, const char *path)
         s->freq_u32 ? pi_gguf_set_arr(w, "pi.ffn.freq", PI_GGUF_U32, freq32, s->freq_n, &err)
                     : pi_gguf_set_arr(w, "pi.ffn.freq", PI_GGUF_U16, s->freq, s->freq_n, &err));
     KEY("pi.ffn.perm", pi_gguf_set_arr(w, "pi.ffn.perm", PI_GGUF_U32, s->perm, s->perm_n, &err));
+    if (s->usage_n)
+        KEY("pi.moe.usage",
+            pi_gguf_set_arr(w, "pi.moe.usage", PI_GGUF_F32, s->usage, s->usage_n, &err));
     if (s->plan) {
         KEY("pi.placement.budget", pi_gguf_set_u64(w, "pi.placement.budget", s->budget, &err));
         KEY("pi.placement.ctx", pi_gguf_set_u32(w, "pi.placement.ctx", s->ctx, &err));
@@ -119,7 +153,8 @@ static int read_section(const section *s, pi_packinfo *p, pi_err *err)
     if (!g)
         fail_msg("%s", err->msg);
     memset(p, 0x5a, sizeof *p); /* whatever the caller had there */
-    int rc = pi_packinfo_read(g, NL, FF, p, err);
+    int rc = s->n_expert ? pi_packinfo_read_moe(g, NL, s->n_expert, FF / s->n_expert, p, err)
+                         : pi_packinfo_read(g, NL, FF, p, err);
     pi_gguf_close(g);
     unlink(path);
     return rc;
@@ -270,6 +305,76 @@ static void test_shape_must_match_and_not_be_empty(void **state)
     assert_true(strstr(err.msg, "pi.ffn.freq") && !p.freq);
     pi_gguf_close(g);
     unlink(in_dir("z.gguf"));
+}
+
+/* ---- a mixture of experts ---------------------------------------------- */
+
+#define MOE_REFUSED(change, want, want2) \
+    do { section s = valid_moe(); change; expect_refused(&s, want, want2); } while (0)
+
+static void test_moe_section_reads_back_exactly(void **state)
+{
+    (void)state;
+    section s = valid_moe();
+    pi_packinfo p;
+    pi_err err;
+    if (read_section(&s, &p, &err))
+        fail_msg("%s", err.msg);
+    assert_true(p.n_layer == NL && p.n_ff == FF && p.n_expert == NE && p.n_ff_exp == FE);
+    for (int il = 0; il < NL; il++) {
+        for (int j = 0; j < FF; j++) {
+            assert_true(pi_packinfo_freq(&p, il)[j] == (float)s.freq[il * FF + j] / 65535.0f);
+            assert_int_equal(pi_packinfo_perm(&p, il)[j], s.perm[il * FF + j]);
+        }
+        assert_memory_equal(pi_packinfo_usage(&p, il), s.usage + il * NE, NE * sizeof(float));
+    }
+    assert_null(p.plan_n_gpu);
+    pi_packinfo_free(&p);
+    assert_null(p.usage);
+    /* The same file is not a dense section: it carries pi.moe.usage. */
+    s.n_expert = 0;
+    write_section(&s, in_dir("m.gguf"));
+    s.n_expert = NE;
+    pi_gguf *g = pi_gguf_open(in_dir("m.gguf"), &err);
+    assert_non_null(g);
+    assert_int_equal(pi_packinfo_read(g, NL, FF, &p, &err), -1);
+    assert_non_null(strstr(err.msg, "pi.moe.usage in a model without experts"));
+    assert_int_equal(pi_packinfo_read_moe(g, NL, 0, FF, &p, &err), -1);
+    assert_null(p.freq);
+    pi_gguf_close(g);
+    unlink(in_dir("m.gguf"));
+}
+
+static void test_moe_blocks_each_hold_one_source_expert(void **state)
+{
+    (void)state;
+    section v = valid_moe();
+    /* frequencies may rise at an expert's start (valid_moe() does) */
+    assert_true(v.freq[FE] > v.freq[FE - 1]);
+    MOE_REFUSED(s.freq[FF + FE + 2] = (uint16_t)(s.freq[FF + FE + 1] + 1), "pi.ffn.freq",
+                "layer 1, expert 1 is not in decreasing order at neuron 2");
+    /* one row of each expert swapped: still a permutation of the layer */
+    uint32_t t;
+    MOE_REFUSED((t = s.perm[FF + 1], s.perm[FF + 1] = s.perm[FF + FE], s.perm[FF + FE] = t),
+                "pi.ffn.perm", "layer 1, expert 0 takes neurons of source experts 0 and 1");
+    /* both blocks the same source expert, each in itself fine */
+    MOE_REFUSED(memcpy(s.perm + FE, s.perm, FE * sizeof *s.perm), "pi.ffn.perm",
+                "layer 0 is not a permutation");
+    MOE_REFUSED(s.perm[3] = FF, "pi.ffn.perm", "layer 0 is not a permutation");
+}
+
+static void test_moe_usage_is_required_and_checked(void **state)
+{
+    (void)state;
+    MOE_REFUSED(s.usage_n = 0, "missing key pi.moe.usage", NULL);
+    MOE_REFUSED(s.usage_n = NL * NE - 1, "pi.moe.usage", "5 entries, expected 6");
+    MOE_REFUSED(s.usage[2 * NE + 1] = 0.8f, "pi.moe.usage",
+                "layer 2 is not in decreasing order at expert 1");
+    static const float bad[] = { NAN, -0.25f, 1.5f, INFINITY };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        MOE_REFUSED(s.usage[NE] = bad[i], "pi.moe.usage", "layer 1, expert 0");
+    MOE_REFUSED(s.usage[1] = 0.2f, "pi.moe.usage", "layer 0 sums to");
+    MOE_REFUSED(s.plan = true, "pi.placement", "mixture of experts");
 }
 
 /* ---- tensors filled at write time --------------------------------------- */
@@ -439,6 +544,9 @@ int main(void)
         cmocka_unit_test(test_freq_may_rise_between_layers_but_not_within_one),
         cmocka_unit_test(test_perm_must_be_a_permutation_of_each_layer),
         cmocka_unit_test(test_placement_needs_all_three_keys_and_sane_values),
+        cmocka_unit_test(test_moe_section_reads_back_exactly),
+        cmocka_unit_test(test_moe_blocks_each_hold_one_source_expert),
+        cmocka_unit_test(test_moe_usage_is_required_and_checked),
         cmocka_unit_test(test_shape_must_match_and_not_be_empty),
         cmocka_unit_test(test_filled_tensors_write_the_same_bytes_as_given_ones),
         cmocka_unit_test(test_failing_fill_fails_the_write_and_leaves_no_file),
