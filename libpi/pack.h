@@ -12,10 +12,28 @@
  *                      down type (pi_pack_down_type());
  *   predictors         output rows (W2, b2) permuted to match;
  *
- * and every other tensor and metadata key is copied as it is.  The output is
- * a pure function of the inputs: the same model, predictors, statistics and
- * parameters give the same bytes.  Tensors are produced one at a time while
- * the file is written, so memory stays near one layer's down projection.
+ * and every other tensor and metadata key is copied as it is.
+ *
+ * A mixture of experts (qwen2moe, qwen3moe; pack_moe.h) is packed whole
+ * experts first: each layer's experts sorted by how often the router chose
+ * them (the statistics' `experts:` usage counts, more used first, ties to
+ * the lower index), then inside each expert its neurons hottest first as
+ * above.  The layer's neurons are one row of E * n_ff_exp (moe.h), so perm
+ * and the frequencies keep their dense form, in blocks of one expert each:
+ *
+ *   ffn_gate_inp       the router's rows in packed expert order (bytes);
+ *   ffn_gate_exps,     whole experts reordered and rows permuted inside
+ *   ffn_up_exps        each (bytes copied);
+ *   ffn_down_exps      replaced by ffn_down_exps_t, neuron-major per expert,
+ *                      requantised to the down type;
+ *
+ * and the shared expert copied as it is.  A mixture of experts has no
+ * predictors and no placement plan yet.
+ *
+ * The output is a pure function of the inputs: the same model, predictors,
+ * statistics and parameters give the same bytes.  Tensors are produced one
+ * at a time while the file is written, so memory stays near one layer's
+ * down projection.
  */
 #ifndef PI_PACK_H
 #define PI_PACK_H
@@ -38,7 +56,8 @@ typedef struct pi_pack_params {
 typedef struct pi_pack {
     const pi_model *m;
     const pi_predictor *pred;
-    int n_layer, n_ff, n_embd, level;
+    int n_layer, n_ff, n_embd, level; /* a mixture of experts: n_ff = E * n_ff_exp */
+    int n_expert, n_ff_exp;  /* E experts of n_ff_exp neurons; 0 for a dense model */
     pi_type down_type;
     uint64_t fingerprint;  /* the source model's */
     uint64_t stats_tokens;
@@ -46,6 +65,8 @@ typedef struct pi_pack {
     uint16_t *freq_q;      /* [n_layer][n_ff]: frequency * 65535, as stored */
     float *freq;           /* [n_layer][n_ff]: freq_q / 65535 */
     uint64_t *neuron_bytes; /* [n_layer]: gate row + up row + down_t row */
+    uint32_t *expert;      /* [n_layer][n_expert]: source index of each packed expert */
+    float *usage;          /* [n_layer][n_expert]: its share of the layer's routings */
 } pi_pack;
 
 /* The down type an automatic choice gives for a source type: float types
@@ -58,13 +79,16 @@ int pi_pack_down_type(pi_type src, int64_t n_embd);
 
 /* Checks the inputs against each other (fingerprints and shapes; err names
  * which file belongs to another model) and computes the order.  m and pred
- * must outlive pk.  On failure pk is left empty. */
+ * must outlive pk; pred must be NULL for a mixture of experts, whose
+ * statistics must have their experts section.  On failure pk is left
+ * empty. */
 int pi_pack_prepare(pi_pack *pk, const pi_model *m, const pi_predictor *pred,
                     const pi_actstats_file *stats, const pi_pack_params *p, pi_err *err);
 void pi_pack_free(pi_pack *pk); /* NULL is allowed */
 
 /* The placement plan for a budget, from the frequencies as stored, so that it
- * is the plan a runner computes from the packed file. */
+ * is the plan a runner computes from the packed file.  Refused for a mixture
+ * of experts. */
 int pi_pack_placement(const pi_pack *pk, const pi_placement_params *pp, pi_placement *out,
                       pi_err *err);
 

@@ -34,6 +34,10 @@ static void usage(FILE *f)
         "firing frequencies pi-profile measured), the down projection stored neuron-major\n"
         "for the sparse kernels, and the predictors from pi-train-predictor with their\n"
         "outputs in the same order.  With --vram, also plan which neurons go to a GPU.\n"
+        "A mixture of experts (qwen2moe, qwen3moe) is packed with its experts ordered\n"
+        "by how often the router chose them (the statistics' experts section), most\n"
+        "used first, and each expert's neurons hottest first; it takes no predictors\n"
+        "and no --vram.\n"
         "\n"
         "  -m, --model FILE        the model to pack (default " DEFAULT_MODEL ")\n"
         "      --predictors FILE   predictors trained for the model (without them the\n"
@@ -164,8 +168,29 @@ static pi_actstats_file *read_stats(const char *path)
     return f;
 }
 
+static void describe_moe(const pi_pack *pk, FILE *f)
+{
+    float lo = 1.0f, hi = 0.0f; /* the most used expert's share, over the layers */
+    for (int il = 0; il < pk->n_layer; il++) {
+        float u = pk->usage[(size_t)il * (size_t)pk->n_expert];
+        lo = u < lo ? u : lo;
+        hi = u > hi ? u : hi;
+    }
+    fprintf(f, "%d layers of %d experts of %d neurons; experts ordered by use (the most used "
+               "serves %.1f%% to %.1f%% of a layer's routings), neurons in each by firing "
+               "frequency at %g of the activation mass (%llu tokens); down projections "
+               "neuron-major in %s; no predictors (the packed model runs dense)\n",
+            pk->n_layer, pk->n_expert, pk->n_ff_exp, 100.0 * lo, 100.0 * hi,
+            pi_actstats_levels[pk->level], (unsigned long long)pk->stats_tokens,
+            pi_type_name(pk->down_type));
+}
+
 static void describe(const pi_pack *pk, const pi_predictor *pred, FILE *f)
 {
+    if (pk->n_expert) {
+        describe_moe(pk, f);
+        return;
+    }
     int trained = 0, rank = 0;
     for (int il = 0; pred && il < pk->n_layer; il++) {
         pi_predictor_layer L;
@@ -258,6 +283,9 @@ int main(int argc, char **argv)
     rc = 1;
     if (!m)
         fprintf(stderr, "%s: %s\n", prog, err.msg);
+    else if (o.predictors && pi_model_is_moe(m))
+        fprintf(stderr, "%s: %s: a mixture of experts has no predictors to pack (drop "
+                "--predictors %s)\n", prog, o.model, o.predictors);
     else if (o.predictors && !(pred = pi_predictor_load(o.predictors, &err)))
         fprintf(stderr, "%s: %s\n", prog, err.msg);
     else if ((st = read_stats(o.stats)))
