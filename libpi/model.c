@@ -167,7 +167,10 @@ static int bind_experts(const pi_gguf *g, pi_weight *w, const char *name, int64_
     return bind(g, w, name, ne0, rows * n_expert, true, err);
 }
 
-static int bind_moe(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, pi_err *err)
+/* A packed model's experts have a neuron-major down projection: expert x's
+ * rows (one per neuron, n_embd long) at x * n_ff_exp. */
+static int bind_moe(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l, bool packed,
+                    pi_err *err)
 {
     char n[96];
     int64_t d = hp->n_embd, fe = hp->n_ff_exp, fs = hp->n_ff_shexp;
@@ -177,8 +180,10 @@ static int bind_moe(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *l,
     if (bind(g, &l->gate_inp, N("ffn_gate_inp.weight"), d, E, true, err) ||
         bind_experts(g, &l->gate_exps, N("ffn_gate_exps.weight"), d, fe, E, err) ||
         bind_experts(g, &l->up_exps, N("ffn_up_exps.weight"), d, fe, E, err) ||
-        bind_experts(g, &l->down_exps, N("ffn_down_exps.weight"), fe, d, E, err))
+        (packed ? bind_experts(g, &l->down_exps, N("ffn_down_exps_t.weight"), d, fe, E, err)
+                : bind_experts(g, &l->down_exps, N("ffn_down_exps.weight"), fe, d, E, err)))
         return -1;
+    l->down_t = packed;
     if (shared && (bind(g, &l->gate_inp_shexp, N("ffn_gate_inp_shexp.weight"), d, 1, true, err) ||
                    bind(g, &l->gate_shexp, N("ffn_gate_shexp.weight"), d, fs, true, err) ||
                    bind(g, &l->up_shexp, N("ffn_up_shexp.weight"), d, fs, true, err) ||
@@ -207,7 +212,7 @@ static int bind_layer(const pi_gguf *g, const pi_hparams *hp, int il, pi_layer *
         B(ffn_norm, "ffn_norm.weight", d, 1, true))
         return -1;
     if (hp->n_expert)
-        return bind_moe(g, hp, il, l, err);
+        return bind_moe(g, hp, il, l, packed, err);
     if (B(gate, "ffn_gate.weight", d, ff, true) || B(up, "ffn_up.weight", d, ff, true) ||
         (packed ? B(down, "ffn_down_t.weight", d, ff, true)
                 : B(down, "ffn_down.weight", ff, d, true)))
@@ -225,10 +230,15 @@ static int load_pack(pi_model *m, pi_err *err)
     const char *path = pi_gguf_path(m->gguf);
     if (!(m->pack = calloc(1, sizeof *m->pack)))
         return pi_err_set(err, "out of memory");
-    if (pi_packinfo_read(m->gguf, hp->n_layer, hp->n_ff, m->pack, err))
+    if (hp->n_expert ? pi_packinfo_read_moe(m->gguf, hp->n_layer, hp->n_expert, hp->n_ff_exp,
+                                            m->pack, err)
+                     : pi_packinfo_read(m->gguf, hp->n_layer, hp->n_ff, m->pack, err))
         return -1;
     if (!pi_gguf_get(m->gguf, "pi.predictor.version"))
         return 0; /* packed without predictors: runs dense */
+    if (hp->n_expert)
+        return pi_err_set(err, "%s: pi.predictor.version: predictors in a mixture of experts "
+                          "are not supported", path);
     if (!(m->pred = pi_predictor_from_packed(m->gguf, err)))
         return -1;
     if (pi_predictor_n_layer(m->pred) != hp->n_layer ||
@@ -276,11 +286,6 @@ pi_model *pi_model_from_gguf(pi_gguf *g, pi_err *err)
         goto fail;
     }
     bool packed = pi_packinfo_present(g);
-    if (packed && hp->n_expert) {
-        pi_err_set(err, "%s: a packed mixture-of-experts model: pi-pack does not write these yet",
-                   pi_gguf_path(g));
-        goto fail;
-    }
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(g, hp, il, &m->layers[il], packed, err))
             goto fail;

@@ -17,8 +17,8 @@
  * here as one matrix whose rows are expert after expert (moe.h).
  *
  * A model packed by pi-pack (man/pi-gguf.5) opens the same way; its layers
- * then have a neuron-major down projection and the model carries its pi
- * section and predictors.
+ * then have a neuron-major down projection (a mixture of experts' experts
+ * too) and the model carries its pi section and predictors.
  */
 #ifndef PI_MODEL_H
 #define PI_MODEL_H
@@ -75,7 +75,9 @@ typedef struct pi_layer {
     pi_weight gate_inp, gate_exps, up_exps, down_exps;
     pi_weight gate_inp_shexp, gate_shexp, up_shexp, down_shexp;
     /* down is neuron-major (a packed model's ffn_down_t: n_ff rows of n_embd,
-     * one per neuron) rather than GGUF's n_embd rows of n_ff */
+     * one per neuron) rather than GGUF's n_embd rows of n_ff; in a MoE layer
+     * down_exps is (ffn_down_exps_t: expert e's n_ff_exp rows of n_embd at
+     * e * n_ff_exp) */
     bool down_t;
 } pi_layer;
 

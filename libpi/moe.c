@@ -119,18 +119,22 @@ static void route(const pi_moe *e, const float *logit, int32_t *ids, float *w, b
         w[j] = (float)(w[j] / wsum);
 }
 
-/* A dense-FFN view of expert x's rows. */
+/* A dense-FFN view of expert x's rows; a packed model's down projection is
+ * neuron-major (n_ff rows per expert), which the dense FFN computes as such. */
 static pi_layer expert_view(const pi_layer *l, int x, int64_t n_ff, int64_t d)
 {
     pi_layer v = { 0 };
+    int64_t down_rows = l->down_t ? n_ff : d;
     v.gate = l->gate_exps;
     v.up = l->up_exps;
     v.down = l->down_exps;
     v.gate.data = (const uint8_t *)l->gate_exps.data + (size_t)x * n_ff * l->gate_exps.row_bytes;
     v.up.data = (const uint8_t *)l->up_exps.data + (size_t)x * n_ff * l->up_exps.row_bytes;
-    v.down.data = (const uint8_t *)l->down_exps.data + (size_t)x * d * l->down_exps.row_bytes;
+    v.down.data = (const uint8_t *)l->down_exps.data +
+                  (size_t)x * down_rows * l->down_exps.row_bytes;
     v.gate.ne1 = v.up.ne1 = n_ff;
-    v.down.ne1 = d;
+    v.down.ne1 = down_rows;
+    v.down_t = l->down_t;
     return v;
 }
 

@@ -14,6 +14,12 @@
  * The result of a token does not depend on the batch it came in: experts
  * are added in expert order, each expert's rows computed by the same
  * kernels alone or in a group.
+ *
+ * A model packed by pi-pack (pack.h) runs the same way: its router's rows
+ * are in the packed expert order, so the chosen ids are packed ids, and
+ * each expert's down projection is neuron-major (model.h's down_t).  Its
+ * logits differ from the unpacked model's by the order experts are added
+ * in and the requantised down projection only.
  */
 #ifndef PI_MOE_H
 #define PI_MOE_H

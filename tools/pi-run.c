@@ -662,6 +662,11 @@ static int dry_run(const opts *o, const pi_model *m)
 {
     if (o->gpu)
         return gpu_plan(o, m);
+    if (pi_model_is_moe(m)) {
+        fprintf(stderr, "%s: %s: a mixture of experts: GPU placement of experts is not planned "
+                "yet (it runs on the CPU)\n", prog, o->model);
+        return 1;
+    }
     int ctx = default_ctx(o, m);
     pi_placement_params pp = { o->vram, ctx, PI_PLACEMENT_KV_BYTES, PI_PLACEMENT_SCRATCH };
     pi_placement pl;
