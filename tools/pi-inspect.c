@@ -172,55 +172,119 @@ static int arch_int(const pi_gguf *g, const char *key, uint32_t *out)
     return pi_gguf_get_u32(g, k, out);
 }
 
+/* A dense layer's frequencies: how skewed the order is. */
+static void print_neurons(const pi_packinfo *pk)
+{
+    printf("  %5s %8s %8s %8s %9s %12s\n", "layer", "hottest", "median", "coldest",
+           "fire>50%", "top10% share");
+    for (int il = 0; il < pk->n_layer; il++) {
+        const float *f = pi_packinfo_freq(pk, il);
+        double all = 0, top = 0;
+        int half = 0, k10 = (pk->n_ff + 9) / 10;
+        for (int j = 0; j < pk->n_ff; j++) {
+            all += f[j];
+            top += j < k10 ? f[j] : 0;
+            half += f[j] > 0.5f;
+        }
+        printf("  %5d %8.4f %8.4f %8.4f %9d %11.1f%%\n", il, f[0], f[pk->n_ff / 2],
+               f[pk->n_ff - 1], half, all > 0 ? 100.0 * top / all : 0.0);
+    }
+}
+
+/* A mixture of experts' layers: the order of the experts (source indices,
+ * most used first, up to 8) and how concentrated their use is. */
+static void print_experts(const pi_packinfo *pk)
+{
+    int E = pk->n_expert, k10 = (E + 9) / 10, k25 = (E + 3) / 4;
+    printf("  %5s %8s %8s %12s %12s %7s  %s\n", "layer", "most", "least", "top10% share",
+           "top25% share", "unused", "experts, most used first");
+    for (int il = 0; il < pk->n_layer; il++) {
+        const float *u = pi_packinfo_usage(pk, il);
+        const uint32_t *perm = pi_packinfo_perm(pk, il);
+        double top10 = 0, top25 = 0;
+        int unused = 0;
+        for (int x = 0; x < E; x++) {
+            top10 += x < k10 ? u[x] : 0;
+            top25 += x < k25 ? u[x] : 0;
+            unused += u[x] == 0.0f;
+        }
+        printf("  %5d %8.4f %8.4f %11.1f%% %11.1f%% %7d  ", il, u[0], u[E - 1], 100.0 * top10,
+               100.0 * top25, unused);
+        for (int x = 0; x < E && x < 8; x++)
+            printf("%s%u", x ? " " : "", perm[(size_t)x * (size_t)pk->n_ff_exp] /
+                                             (uint32_t)pk->n_ff_exp);
+        printf("%s\n", E > 8 ? " ..." : "");
+    }
+}
+
+/* The section's shape from the model's own keys, then the section itself,
+ * checked by the reader pi-run uses. */
+static int read_packed(const pi_gguf *g, pi_packinfo *pk, pi_err *err)
+{
+    uint32_t n_layer = 0, n_ff = 0, n_expert = 0, n_ff_exp = 0;
+    if (!arch_int(g, "expert_count", &n_expert)) {
+        if (arch_int(g, "block_count", &n_layer) ||
+            arch_int(g, "expert_feed_forward_length", &n_ff_exp) ||
+            n_layer > PI_PREDICTOR_MAX_LAYERS || n_expert > 4096 ||
+            (uint64_t)n_expert * n_ff_exp > PI_PREDICTOR_MAX_DIM)
+            return pi_err_set(err, "%s: no valid block_count, expert_count and "
+                              "expert_feed_forward_length", pi_gguf_path(g));
+        return pi_packinfo_read_moe(g, (int)n_layer, (int)n_expert, (int)n_ff_exp, pk, err);
+    }
+    if (arch_int(g, "block_count", &n_layer) || arch_int(g, "feed_forward_length", &n_ff) ||
+        n_layer > PI_PREDICTOR_MAX_LAYERS || n_ff > PI_PREDICTOR_MAX_DIM)
+        return pi_err_set(err, "%s: no valid block_count and feed_forward_length",
+                          pi_gguf_path(g));
+    return pi_packinfo_read(g, (int)n_layer, (int)n_ff, pk, err);
+}
+
+static void print_order(const pi_gguf *g, const pi_packinfo *pk)
+{
+    const char *dt = pk->n_expert ? "blk.0.ffn_down_exps_t.weight" : "blk.0.ffn_down_t.weight";
+    const pi_gguf_tensor *t = pi_gguf_find_tensor(g, dt);
+    const char *down = t ? pi_type_name(t->type) : "?";
+    printf("pi packed model: from the model with fingerprint %016" PRIx64, pk->source_fingerprint);
+    if (pk->n_expert) {
+        printf(" (%d layers of %d experts of %d neurons)\n", pk->n_layer, pk->n_expert,
+               pk->n_ff_exp);
+        printf("  order:      experts most used first; in each, neurons hottest first at %g "
+               "of the activation mass (%" PRIu64 " tokens)\n", pk->freq_level,
+               pk->stats_tokens);
+        printf("  down:       neuron-major (blk.N.ffn_down_exps_t), %s\n", down);
+        return;
+    }
+    printf(" (%d layers of %d neurons)\n", pk->n_layer, pk->n_ff);
+    printf("  order:      hottest first by firing frequency at %g of the activation mass "
+           "(%" PRIu64 " tokens)\n", pk->freq_level, pk->stats_tokens);
+    printf("  down:       neuron-major (blk.N.ffn_down_t), %s\n", down);
+}
+
 /* The pi section of a packed model (pi-pack's output), checked by the same
  * reader pi-run uses.  Returns -1 (after saying why) when it is not valid. */
 static int print_packed(const pi_gguf *g)
 {
     if (!pi_packinfo_present(g))
         return 0;
-    uint32_t n_layer = 0, n_ff = 0;
     pi_packinfo pk;
     pi_err err;
-    if (arch_int(g, "block_count", &n_layer) || arch_int(g, "feed_forward_length", &n_ff) ||
-        n_layer > PI_PREDICTOR_MAX_LAYERS || n_ff > PI_PREDICTOR_MAX_DIM)
-        pi_err_set(&err, "%s: no valid block_count and feed_forward_length", pi_gguf_path(g));
-    else if (!pi_packinfo_read(g, (int)n_layer, (int)n_ff, &pk, &err))
-        goto ok;
-    printf("pi packed model: not valid: %s\n", err.msg);
-    fprintf(stderr, "%s: %s\n", prog, err.msg);
-    return -1;
-ok:;
-    char down[64] = "?";
-    const pi_gguf_tensor *t = pi_gguf_find_tensor(g, "blk.0.ffn_down_t.weight");
-    if (t)
-        snprintf(down, sizeof down, "%s", pi_type_name(t->type));
-    printf("pi packed model: from the model with fingerprint %016" PRIx64
-           " (%u layers of %u neurons)\n", pk.source_fingerprint, n_layer, n_ff);
-    printf("  order:      hottest first by firing frequency at %g of the activation mass "
-           "(%" PRIu64 " tokens)\n", pk.freq_level, pk.stats_tokens);
-    printf("  down:       neuron-major (blk.N.ffn_down_t), %s\n", down);
+    if (read_packed(g, &pk, &err)) {
+        printf("pi packed model: not valid: %s\n", err.msg);
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return -1;
+    }
+    print_order(g, &pk);
     if (pk.plan_n_gpu) {
         uint64_t on = 0;
-        for (uint32_t il = 0; il < n_layer; il++)
+        for (int il = 0; il < pk.n_layer; il++)
             on += pk.plan_n_gpu[il];
         printf("  plan:       --vram %.1f MiB, ctx %d: %" PRIu64 " of %" PRIu64
                " neurons on the GPU\n", (double)pk.plan_budget / (1 << 20), pk.plan_ctx, on,
-               (uint64_t)n_layer * n_ff);
+               (uint64_t)pk.n_layer * (uint64_t)pk.n_ff);
     }
-    printf("  %5s %8s %8s %8s %9s %12s\n", "layer", "hottest", "median", "coldest",
-           "fire>50%", "top10% share");
-    for (int il = 0; il < (int)n_layer; il++) {
-        const float *f = pi_packinfo_freq(&pk, il);
-        double all = 0, top = 0;
-        int half = 0, k10 = ((int)n_ff + 9) / 10;
-        for (int j = 0; j < (int)n_ff; j++) {
-            all += f[j];
-            top += j < k10 ? f[j] : 0;
-            half += f[j] > 0.5f;
-        }
-        printf("  %5d %8.4f %8.4f %8.4f %9d %11.1f%%\n", il, f[0], f[n_ff / 2], f[n_ff - 1],
-               half, all > 0 ? 100.0 * top / all : 0.0);
-    }
+    if (pk.n_expert)
+        print_experts(&pk);
+    else
+        print_neurons(&pk);
     pi_packinfo_free(&pk);
     if (!pi_gguf_get(g, "pi.predictor.version")) {
         printf("  predictors: none (the model runs dense)\n");
