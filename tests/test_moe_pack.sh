@@ -244,6 +244,9 @@ def mix(name, v):  # the last neuron of packed experts 0 and 1 of layer 0 swappe
     return v
 for out, fn in (("rise", rise), ("nan", nan), ("drop", drop), ("mix", mix)):
     rewrite(src, f"{d}/{out}.gguf", key=fn)
+def halve(name, data):  # the same bytes as 4 experts of 128 rows
+    return data.reshape(4, -1, data.shape[-1]) if name == "blk.1.ffn_down_exps_t.weight" else data
+rewrite(src, f"{d}/shape.gguf", tensor=halve)
 PY
 fails_with "usage out of order is refused" 1 \
     "rise.gguf: pi.moe.usage: layer 0 is not in decreasing order at expert 2" \
@@ -258,4 +261,7 @@ fails_with "a packed expert that takes neurons of two source experts is refused"
     "$run" -m "$tmp/mix.gguf" -p x -n 1
 fails_with "pi-inspect reports a tampered usage" 1 "rise.gguf: pi.moe.usage" \
     "$inspect" "$tmp/rise.gguf"
+fails_with "a neuron-major expert down projection of another shape is refused" 1 \
+    "shape.gguf: tensor 'blk.1.ffn_down_exps_t.weight' is 64 x 128 x 4, expected 8 experts of 64 x 64" \
+    "$run" -m "$tmp/shape.gguf" -p x -n 1
 cp $tmp/*.bin /tmp/mp/ 2>/dev/null; finish
