@@ -198,8 +198,11 @@ static int read_section(const pi_gguf *g, int n_layer, int n_expert, int n_ff_ex
         return pi_err_set(err, "%s: pi.version: packed format version %u (this build reads %d)",
                           path, version, PI_PACK_VERSION);
     int64_t n_ff = (int64_t)(n_expert ? n_expert : 1) * n_ff_exp;
-    if (n_layer < 1 || n_expert < 0 || n_ff_exp < 1 || n_ff > INT32_MAX)
+    if (n_layer < 1 || n_expert < 0 || n_ff_exp < 1)
         return pi_err_set(err, "%s: no layers to pack", path);
+    if (n_ff > INT32_MAX)
+        return pi_err_set(err, "%s: %d experts of %d neurons: too many", path, n_expert,
+                          n_ff_exp);
     out->n_layer = n_layer;
     out->n_ff = (int)n_ff;
     out->n_expert = n_expert;
