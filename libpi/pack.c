@@ -221,8 +221,8 @@ int pi_pack_placement(const pi_pack *pk, const pi_placement_params *pp, pi_place
                       pi_err *err)
 {
     if (pk->n_expert)
-        return pi_err_set(err, "%s: a mixture of experts: GPU placement of experts is not "
-                          "planned yet (it runs on the CPU)", pi_gguf_path(pk->m->gguf));
+        return pi_err_set(err, "%s: a mixture of experts: pi-pack stores no GPU plan for "
+                          "one (pi-run --vram SIZE --dry-run on the packed file prints it)", pi_gguf_path(pk->m->gguf));
     const float **freq = malloc((size_t)pk->n_layer * sizeof *freq);
     if (!freq)
         return pi_err_set(err, "out of memory");

@@ -214,13 +214,76 @@ t "  ... and leave no file" no_output
 fails_with "--predictors for a mixture of experts is refused" 1 \
     "qwen3moe.gguf: a mixture of experts has no predictors to pack" \
     "$bin" -m "$m" --stats "$s" --predictors "$tmp/p.gguf" -o "$tmp/out.gguf"
-fails_with "--vram for a mixture of experts is refused" 1 "placement of experts is not planned" \
+fails_with "--vram for a mixture of experts is refused" 1 "pi-pack stores no GPU plan" \
     "$bin" -m "$m" --stats "$s" --vram 1G -o "$tmp/out.gguf"
 t "  ... and leaves no file" no_output
 fails_with "an already packed mixture of experts is refused" 1 "already packed" \
     "$bin" -m "$pk" --stats "$s" -o "$tmp/out.gguf"
-fails_with "pi-run --vram --dry-run on a packed mixture of experts is refused" 1 \
-    "qwen3moe.pi.gguf: a mixture of experts: GPU placement" "$run" -m "$pk" --vram 1G --dry-run
+
+# The GPU plan of a packed mixture of experts (pi-run --vram --dry-run)
+# against a plain reference computed here from the file: the reserve
+# (everything but the routed experts, the half KV cache, 256 MiB scratch),
+# then experts by routing probability (k times the stored share, at most 1)
+# per byte, each taking as many of its neurons as still fit.
+cat >"$tmp/plan.py" <<'PY'
+import re, sys, gguf
+pk, budget_arg, out = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+r = gguf.GGUFReader(pk)
+F = r.fields
+arch = F["general.architecture"].contents()
+kv = lambda k: F[f"{arch}.{k}"].contents()
+NL, E, k = kv("block_count"), kv("expert_count"), kv("expert_used_count")
+ctx, scratch = 256, 256 << 20
+head_dim = (kv("attention.key_length") if f"{arch}.attention.key_length" in F
+            else kv("embedding_length") // kv("attention.head_count"))
+resident = sum(int(t.n_bytes) for t in r.tensors if "_exps" not in t.name)
+reserved = resident + NL * 2 * kv("attention.head_count_kv") * head_dim * ctx * 2 + scratch
+T = {t.name: t for t in r.tensors}
+fe = int(T["blk.0.ffn_gate_exps.weight"].shape[1])
+cost = [sum(int(T[f"blk.{il}.{n}.weight"].n_bytes) for n in
+            ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps_t")) // (E * fe) for il in range(NL)]
+usage = F["pi.moe.usage"].contents()
+budget = reserved + int(budget_arg) if budget_arg != "all" else 1 << 40
+units = sorted(range(NL * E), key=lambda u: (-min(1.0, k * usage[u]) / cost[u // E], u))
+left, gpu = budget - reserved, [0] * (NL * E)
+for u in units:
+    gpu[u] = min(fe, left // cost[u // E])
+    left -= gpu[u] * cost[u // E]
+rows = {int(m[1]): m for m in re.finditer(r"^ +(\d+) +(\d+)/(\d+) +(\d+) +[\d.]+ +([\d.]+)%$", out, re.M)}
+assert len(rows) == NL, f"{len(rows)} layer rows"
+for il in range(NL):
+    g = gpu[il * E:(il + 1) * E]
+    whole, part = sum(x == fe for x in g), sum(0 < x < fe for x in g)
+    share = 100 * sum(usage[il * E + x] * g[x] / fe for x in range(E)) / sum(usage[il * E:(il + 1) * E])
+    m = rows[il]
+    got = (int(m[2]), int(m[3]), int(m[4]), float(m[5]))
+    assert got[:3] == (whole, E, part) and abs(got[3] - share) < 0.051, f"layer {il}: {got} != {whole, E, part, share}"
+    # the most used experts go whole: whole experts form a prefix of the packed order
+    assert all(x == fe for x in g[:whole]), f"layer {il}: whole experts are not the most used"
+print(f"    plan at budget {budget_arg}: {sum(x == fe for x in gpu)} whole experts, "
+      f"{sum(0 < x < fe for x in gpu)} in part")
+PY
+for arch in qwen3moe qwen2moe; do
+for extra in 0 4000 20000 60000 all; do
+    b=$(python3 -c "
+import gguf, sys
+r = gguf.GGUFReader('$tmp/$arch.pi.gguf'); F = r.fields; a = F['general.architecture'].contents()
+kv = lambda k: F[f'{a}.{k}'].contents()
+hd = kv('attention.key_length') if f'{a}.attention.key_length' in F else kv('embedding_length') // kv('attention.head_count')
+res = sum(int(t.n_bytes) for t in r.tensors if '_exps' not in t.name)
+print(res + kv('block_count') * 2 * kv('attention.head_count_kv') * hd * 256 * 2 + (256 << 20) + (${extra/all/1 << 40}))")
+    "$run" -m "$tmp/$arch.pi.gguf" --vram "$b" -c 256 --dry-run >"$tmp/plan.txt" 2>&1 &&
+    t "pi-run --vram --dry-run, $arch, experts budget $extra: the plan equals the reference" \
+        python3 "$tmp/plan.py" "$tmp/$arch.pi.gguf" "$extra" "$tmp/plan.txt" ||
+        { bad "pi-run --vram --dry-run, $arch, experts budget $extra"; cat "$tmp/plan.txt"; }
+done
+done
+t "  ... with every expert on the GPU the share is 100%" \
+    grep -q "expected share of routed compute on GPU 100.0%" "$tmp/plan.txt"
+fails_with "pi-run --vram --dry-run below the always-resident tensors is refused" 1 \
+    "budget of 200.0 MiB is below the 256.[0-9] MiB" "$run" -m "$pk" --vram 200M -c 256 --dry-run
+fails_with "pi-run --vram --dry-run on an unpacked mixture of experts is refused" 1 \
+    "qwen3moe.gguf: not a packed mixture of experts" "$run" -m "$m" --vram 1G --dry-run
 
 # A tampered pi section is refused by every reader, with one line.
 python3 - "$pk" "$tmp" <<'PY' || bad "writing tampered packed models"

@@ -19,6 +19,7 @@
 #include "sparse.h"
 #include "perplexity.h"
 #include "placement.h"
+#include "placement_moe.h"
 #include "sample.h"
 #include "tokenizer.h"
 #include "tool.h"
@@ -662,15 +663,20 @@ static int dry_run(const opts *o, const pi_model *m)
 {
     if (o->gpu)
         return gpu_plan(o, m);
-    if (pi_model_is_moe(m)) {
-        fprintf(stderr, "%s: %s: a mixture of experts: GPU placement of experts is not planned "
-                "yet (it runs on the CPU)\n", prog, o->model);
-        return 1;
-    }
     int ctx = default_ctx(o, m);
     pi_placement_params pp = { o->vram, ctx, PI_PLACEMENT_KV_BYTES, PI_PLACEMENT_SCRATCH };
-    pi_placement pl;
     pi_err err;
+    if (pi_model_is_moe(m)) {
+        pi_moe_placement mp;
+        if (pi_moe_placement_plan_model(m, &pp, &mp, &err)) {
+            fprintf(stderr, "%s: %s\n", prog, err.msg);
+            return 1;
+        }
+        int rc = pi_moe_placement_print(&mp, stdout) ? 1 : 0;
+        pi_moe_placement_free(&mp);
+        return rc;
+    }
+    pi_placement pl;
     if (pi_placement_plan_model(m, &pp, &pl, &err)) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;
