@@ -32,7 +32,7 @@ total = active = params = 0
 for t in r.tensors:
     n, b = int(t.n_elements), int(t.n_bytes)
     total += b
-    if "_exps." in t.name:
+    if "_exps" in t.name:  # ffn_down_exps_t of a packed model too
         active += b * k // E
         params += n * k // E
     elif t.name != "token_embd.weight" or "output.weight" not in {x.name for x in r.tensors}:
