@@ -242,23 +242,30 @@ static int read_layer(reader *r, int item)
     return 0;
 }
 
-static int read_layers(reader *r)
+/* A list of layer mappings, each read by fn(r, item); `each` is the
+ * message for an item that is not a mapping. */
+static int read_layer_list(reader *r, const char *each, int (*fn)(reader *, int))
 {
-    if (r->out->n_layer <= 0 || r->out->n_ff <= 0)
-        return fail(r, "layers must come after n_layer and n_ff");
-    if (!(r->layer = calloc((size_t)r->out->n_layer, sizeof *r->layer)))
-        return pi_err_set(r->err, "%s: out of memory", r->name);
     if (expect(r, YAML_SEQUENCE_START_EVENT, "a list of layers"))
         return -1;
     for (int item = 0; !next(r); item++) {
         if (r->ev.type == YAML_SEQUENCE_END_EVENT)
             return 0;
         if (r->ev.type != YAML_MAPPING_START_EVENT)
-            return fail(r, "each layer must be a mapping");
-        if (read_layer(r, item))
+            return fail(r, "%s", each);
+        if (fn(r, item))
             return -1;
     }
     return -1;
+}
+
+static int read_layers(reader *r)
+{
+    if (r->out->n_layer <= 0 || r->out->n_ff <= 0)
+        return fail(r, "layers must come after n_layer and n_ff");
+    if (!(r->layer = calloc((size_t)r->out->n_layer, sizeof *r->layer)))
+        return pi_err_set(r->err, "%s: out of memory", r->name);
+    return read_layer_list(r, "each layer must be a mapping", read_layer);
 }
 
 /* ---- The experts section (expertstats.h) ----
@@ -333,17 +340,7 @@ static int read_expert_layers(reader *r)
     r->counts = malloc((size_t)r->out->n_expert * sizeof *r->counts);
     if (!r->usage || !r->counts)
         return pi_err_set(r->err, "%s: out of memory", r->name);
-    if (expect(r, YAML_SEQUENCE_START_EVENT, "a list of layers"))
-        return -1;
-    for (int item = 0; !next(r); item++) {
-        if (r->ev.type == YAML_SEQUENCE_END_EVENT)
-            return 0;
-        if (r->ev.type != YAML_MAPPING_START_EVENT)
-            return fail(r, "experts: each layer must be a mapping");
-        if (read_expert_layer(r, item))
-            return -1;
-    }
-    return -1;
+    return read_layer_list(r, "experts: each layer must be a mapping", read_expert_layer);
 }
 
 static int read_experts(reader *r)
